@@ -1,0 +1,168 @@
+"""The command line: argument parsing and clean errors only; the work is in the library.
+
+    ganvae train --model dcgan --data mnist --steps 2000 --out runs/x
+    ganvae sample runs/x -n 64 --seed 0 --out grid.png
+    ganvae info runs/x
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import GanvaeError
+
+
+def _train_defaults() -> dict:
+    from .training import TrainConfig
+    return {f: getattr(TrainConfig(), f) for f in ("steps", "batch_size", "seed", "device")}
+
+
+def _add_train(sub) -> None:
+    from .data import SOURCES
+    from .models import MODELS
+    from .objectives import GAN_OBJECTIVES
+
+    d = _train_defaults()
+    p = sub.add_parser(
+        "train", help="train a model on a data source",
+        description="Train a GAN or VAE. Precedence: built-in defaults < --config < options < --set.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="models: " + "; ".join(f"{n} ({MODELS.get(n).summary})" for n in MODELS.names()) +
+               "\ndata sources: " + ", ".join(SOURCES.names()) + ", folder:PATH, idx:PATH, npz:PATH" +
+               "\nexamples:\n  ganvae train --model dcgan --data mnist --steps 2000 --out runs/mnist-gan"
+               "\n  ganvae train --model vae --data folder:~/photos --image-size 64 --channels 3"
+               "\n  ganvae train --resume runs/mnist-gan --steps 4000",
+    )
+    p.add_argument("--model", help="registered model name (default: dcgan)")
+    p.add_argument("--objective", help=f"GAN objective: {', '.join(GAN_OBJECTIVES.names())} (default: nonsaturating)")
+    p.add_argument("--data", help="data source (default: mnist)")
+    p.add_argument("--image-size", type=int, help="resize images to this square size (default: the source's own)")
+    p.add_argument("--channels", type=int, choices=[1, 3], help="convert images to 1 or 3 channels (default: the source's own)")
+    p.add_argument("--steps", type=int, help=f"training steps in total (default: {d['steps']})")
+    p.add_argument("--batch-size", type=int, help=f"images per batch (default: {d['batch_size']})")
+    p.add_argument("--seed", type=int, help=f"seed for weights, noise and data order (default: {d['seed']})")
+    p.add_argument("--device", help=f"auto, cpu, cuda, cuda:N (default: {d['device']})")
+    p.add_argument("--max-minutes", type=float, help="stop cleanly (checkpoint and export) after this wall-clock time")
+    p.add_argument("--out", help="run folder (default: runs/<model>-<data>[-N])")
+    p.add_argument("--config", help="YAML file with model:, data:, train: sections")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set model.latent_dim=32 --set train.log_every=10")
+    p.add_argument("--skip-bad-images", action="store_true", default=None,
+                   help="folder data: skip unreadable image files instead of failing")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint up to --steps")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder given by --out")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and a data summary, then exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(a) -> int:
+    from .api import train
+
+    if a.resume and a.out and Path(a.out) != Path(a.resume):
+        raise GanvaeError("give the run folder once: --resume RUN (without --out)")
+    result = train(
+        a.model, a.data, out=a.resume or a.out, resume=bool(a.resume), overwrite=a.overwrite,
+        progress=not a.quiet, dry_run=a.dry_run, objective=a.objective, steps=a.steps,
+        batch_size=a.batch_size, seed=a.seed, image_size=a.image_size, channels=a.channels,
+        max_minutes=a.max_minutes, skip_bad_images=a.skip_bad_images, device=a.device,
+        config=a.config, set=a.set,
+    )
+    return 0 if result is not None else 1
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="generate images from a trained run",
+                       description="Write a grid (.png), one PNG per image (a folder: DIR/), or arrays (.npz).")
+    p.add_argument("run", help="run folder (or its model/ folder)")
+    p.add_argument("-n", type=int, default=64, help="number of images (default: 64)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed (default: 0)")
+    p.add_argument("--out", help="grid.png, DIR/ or x.npz (default: RUN/sample_seed<seed>.png)")
+    p.add_argument("--nrow", type=int, help="images per grid row (default: about sqrt(n))")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    p.set_defaults(func=cmd_sample)
+
+
+def cmd_sample(a) -> int:
+    from .api import load
+    from .images import save_each, save_grid, save_npz
+    from .training.loop import resolve_device
+
+    if a.n < 1 or a.n > 100_000:
+        raise GanvaeError(f"-n {a.n}: expected 1 to 100000")
+    out = a.out or str(Path(a.run) / f"sample_seed{a.seed}.png")
+    is_dir = out.endswith(("/", "\\")) or Path(out).is_dir()
+    suffix = Path(out).suffix.lower()
+    if not is_dir and suffix not in (".png", ".npz"):
+        raise GanvaeError(f"--out {out}: expected a .png grid, a .npz file, or a folder ending in /")
+    model = load(a.run, device=resolve_device(a.device))
+    imgs = model.sample(a.n, seed=a.seed)
+    if is_dir:
+        paths = save_each(imgs, out)
+        print(f"wrote {len(paths)} images to {out}")
+    elif suffix == ".npz":
+        save_npz(imgs, out)
+        print(f"wrote {a.n} images to {out} (images: uint8 (N, C, H, W))")
+    else:
+        save_grid(imgs, out, a.nrow)
+        print(f"wrote a grid of {a.n} images to {out}")
+    return 0
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="what a run folder holds")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_info(a) -> int:
+    from .api import info
+
+    d = info(a.run)
+    if a.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    print(f"run:     {d['run']}")
+    print(f"model:   {d['model']}")
+    print(f"data:    {d['data']}" + (f"  {d['data_detail']}" if d.get("data_detail") else ""))
+    print(f"steps:   {d.get('step')} of {d['steps_target']}   images seen: {d.get('images_seen')}"
+          f"   train time: {d.get('train_time_s')} s")
+    for k, v in (d.get("final") or {}).items():
+        print(f"  {k:<16} {v:.4g}")
+    for k, v in d["paths"].items():
+        print(f"{k + ':':<16} {v}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="ganvae", description="Train, sample and inspect GANs and VAEs.")
+    parser.add_argument("--version", action="version", version=f"ganvae {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_train(sub)
+    _add_sample(sub)
+    _add_info(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except GanvaeError as e:
+        print(f"ganvae: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("ganvae: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""What every model offers the loop and the user.
+
+A model = networks + objective + phases + ``sample()``. The loop knows nothing of
+GANs or VAEs: it asks the model for its :class:`Phase` list and runs them in
+order each step, each phase with its own optimizer, repeated ``repeats`` times.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor | None           # (B, C, H, W) float in [0, 1]; None for phases that use no real data
+    y: torch.Tensor | None = None    # (B,) int64 labels, when the data has them
+    n: int = 0                       # batch size (taken from x when x is given)
+
+    def __post_init__(self):
+        if self.x is not None:
+            self.n = self.x.shape[0]
+
+
+@dataclass
+class Phase:
+    name: str                                  # "D", "G", "VAE" ... (optimizer and term prefix)
+    modules: list[nn.Module]                   # trained in this phase (others are frozen)
+    lr: float
+    betas: tuple[float, float]
+    loss: Callable[[Batch, torch.Generator], dict[str, torch.Tensor]]  # terms; "loss" is minimised
+    repeats: int = 1                           # optimizer steps of this phase per training step
+    real_data: bool = True                     # draws a real batch (and counts it in "images seen")
+    weight_decay: float = 0.0
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.modules for p in m.parameters()]
+
+
+@dataclass
+class ModelConfigBase:
+    """Fields every model config has. Training fills image_size/channels/num_classes from the data."""
+
+    image_size: int | None = None   # square image side in pixels
+    channels: int | None = None     # 1 (grey) or 3 (RGB)
+    num_classes: int | None = None  # for conditional models (later); recorded for all
+    latent_dim: int = 64            # size of the latent code z
+
+
+class GenerativeModel(nn.Module):
+    """Base class. Subclasses set ``family`` and ``generator_name`` and implement the methods below."""
+
+    family: ClassVar[str] = ""          # "gan" or "vae"
+    generator_name: ClassVar[str] = ""  # the submodule that makes images (EMA'd; "G" or "decoder")
+    ema_default: ClassVar[bool] = False
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.registered_name = ""  # set by ganvae.models.build
+
+    # -- training
+    def phases(self) -> list[Phase]:
+        raise NotImplementedError
+
+    # -- generation
+    def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw n latent codes from the prior, (n, latent_dim)."""
+        dev = self.device
+        return torch.randn(n, self.config.latent_dim, generator=generator, device=dev)
+
+    def decode_latent(self, z: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
+        """Latent codes (B, latent_dim) -> images (B, C, H, W) in [0, 1]."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None, *, net: nn.Module | None = None,
+               batch_size: int = 256) -> torch.Tensor:
+        """``n`` images (n, C, H, W), float in [0, 1], on the model's device.
+
+        Same ``seed`` -> same images (the codes come from a private generator; the
+        global RNG is untouched). ``net`` replaces the generator network (the loop
+        passes its EMA copy).
+        """
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % (2**63)))
+        z = self.latent(n, gen)
+        was_training = self.training
+        net_ = net if net is not None else getattr(self, self.generator_name)
+        net_training = net_.training
+        self.eval()
+        net_.eval()
+        try:
+            out = [self.decode_latent(z[i:i + batch_size], net_) for i in range(0, n, batch_size)]
+        finally:
+            self.train(was_training)
+            net_.train(net_training)
+        return torch.cat(out).clamp_(0, 1) if out else z.new_zeros((0, self.config.channels,
+                                                                     self.config.image_size, self.config.image_size))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def generator_net(self) -> nn.Module:
+        return getattr(self, self.generator_name)
+
+
+@torch.no_grad()
+def standing_stats(net: nn.Module, make_input: Callable[[int], torch.Tensor], n_batches: int = 8,
+                   batch_size: int = 128) -> nn.Module:
+    """A copy of ``net`` whose BatchNorm running statistics are recomputed exactly on its own outputs.
+
+    EMA weights do not match the live network's BatchNorm statistics; this gives
+    the averaged network statistics of its own (BigGAN's "standing stats").
+    Returns ``net`` itself when it has no BatchNorm.
+    """
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return net
+    net = copy.deepcopy(net)
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    net.train()
+    for _ in range(n_batches):
+        net(make_input(batch_size))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    net.eval()
+    return net

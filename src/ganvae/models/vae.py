@@ -1,0 +1,87 @@
+"""VAEs: an encoder q(z | x), a decoder p(x | z), the beta-weighted ELBO; one phase."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import GanvaeError
+from ..nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from ..objectives import LIKELIHOODS, BetaELBO, DiagonalGaussian
+from .base import Batch, GenerativeModel, ModelConfigBase, Phase
+
+
+@dataclass
+class VAEConfig(ModelConfigBase):
+    latent_dim: int = 32              # size of z; prior N(0, I)
+    likelihood: str = "bernoulli"     # p(x | z): bernoulli (on logits) or gaussian
+    sigma: float | None = None        # gaussian only: fixed pixel std in [0,1] units; null learns it per channel
+    beta: float = 1.0                 # weight of the KL term (1 = plain VAE; > 1 = beta-VAE)
+    lr: float = 1e-3                  # Adam learning rate
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam betas
+
+    def validate(self) -> None:
+        LIKELIHOODS.get(self.likelihood)
+        if self.beta < 0:
+            raise GanvaeError(f"model.beta: expected >= 0, got {self.beta}")
+        if self.sigma is not None and self.sigma <= 0:
+            raise GanvaeError(f"model.sigma: expected > 0 or null, got {self.sigma}")
+        if self.lr <= 0:
+            raise GanvaeError(f"model.lr: expected > 0, got {self.lr}")
+        if self.latent_dim < 1:
+            raise GanvaeError(f"model.latent_dim: expected >= 1, got {self.latent_dim}")
+
+
+@dataclass
+class ConvVAEConfig(VAEConfig):
+    width: int = 32       # encoder channels at the highest resolution (doubled per halving); decoder mirrors
+    max_width: int = 256  # cap on channels
+
+    def build(self) -> tuple[nn.Module, nn.Module]:
+        out = self.channels * LIKELIHOODS.get(self.likelihood).out_factor
+        return (ConvEncoder(self.channels, self.image_size, self.latent_dim, self.width, self.max_width),
+                ConvDecoder(self.latent_dim, out, self.image_size, self.width, self.max_width))
+
+
+@dataclass
+class MLPVAEConfig(VAEConfig):
+    enc_hidden: tuple[int, ...] = (512, 256)  # encoder hidden layer sizes
+    dec_hidden: tuple[int, ...] = (256, 512)  # decoder hidden layer sizes
+
+    def build(self) -> tuple[nn.Module, nn.Module]:
+        out = self.channels * LIKELIHOODS.get(self.likelihood).out_factor
+        return (MLPEncoder(self.channels, self.image_size, self.latent_dim, self.enc_hidden),
+                MLPDecoder(self.latent_dim, out, self.image_size, self.dec_hidden))
+
+
+class VAE(GenerativeModel):
+    family = "vae"
+    generator_name = "decoder"
+    ema_default = False
+
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        self.encoder, self.decoder = config.build()
+        self.likelihood = LIKELIHOODS.get(config.likelihood)(sigma=config.sigma, channels=config.channels)
+        self.objective = BetaELBO(config.beta)
+
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        """x (B, C, H, W) in [0, 1] -> q(z | x)."""
+        return DiagonalGaussian(self.encoder(x))
+
+    def decode_latent(self, z, net=None):
+        return self.likelihood.mean((net if net is not None else self.decoder)(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decode the posterior mean: (B, C, H, W) in [0, 1]."""
+        return self.decode_latent(self.encode(x).mean)
+
+    def loss(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.objective(self.encoder, self.decoder, self.likelihood, batch.x, gen)
+
+    def phases(self) -> list[Phase]:
+        c = self.config
+        return [Phase("VAE", [self.encoder, self.decoder, self.likelihood], c.lr, c.betas, self.loss)]

@@ -1,0 +1,111 @@
+"""DCGAN-style convolutional generator and discriminator (Radford et al. 2016).
+
+Any square size ``base * 2**k`` with ``base`` in 3..7 and ``k >= 1`` works:
+8 (4*2), 16, 28 (7*4), 32, 48, 64 (4*16), 96, 128 ... The generator maps a latent
+code to a ``base x base`` feature map with a linear layer, then doubles the
+resolution ``k`` times with stride-2 transposed convolutions; the discriminator
+mirrors it with stride-2 convolutions and ends in one logit (no sigmoid).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import GanvaeError
+
+
+def conv_plan(image_size: int) -> tuple[int, int]:
+    """Return ``(base, n_up)`` with ``image_size == base * 2**n_up``, base in 3..7, n_up >= 1."""
+    size, n_up = image_size, 0
+    while size > 7 and size % 2 == 0:
+        size //= 2
+        n_up += 1
+    if size < 3 or size > 7 or n_up < 1:
+        raise GanvaeError(
+            f"image_size {image_size}: convolutional models need base*2^k with base 3..7 and k>=1 "
+            "(e.g. 8, 16, 28, 32, 48, 64, 96, 128)"
+        )
+    return size, n_up
+
+
+def _widths(width: int, n: int, cap: int) -> list[int]:
+    """Channel widths from the lowest resolution (index 0) to the highest (index n-1)."""
+    return [min(width * 2 ** (n - 1 - i), cap) for i in range(n)]
+
+
+def _norm(kind: str, ch: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(ch)
+    if kind == "group":
+        return nn.GroupNorm(min(32, ch // 4) or 1, ch)
+    if kind == "none":
+        return nn.Identity()
+    raise GanvaeError(f"norm {kind!r}: expected batch, group or none")
+
+
+class DCGANGenerator(nn.Module):
+    """z (B, latent_dim) -> image (B, C, H, W) in [-1, 1] (tanh)."""
+
+    def __init__(self, latent_dim: int, channels: int, image_size: int, width: int = 64,
+                 max_width: int = 512, norm: str = "batch"):
+        super().__init__()
+        base, n_up = conv_plan(image_size)
+        widths = _widths(width, n_up, max_width)  # widths[0] at base x base
+        self.latent_dim, self.base = latent_dim, base
+        self.fc = nn.Linear(latent_dim, widths[0] * base * base, bias=norm == "none")
+        self.fc_norm = nn.Sequential(_norm(norm, widths[0]), nn.ReLU(inplace=True))
+        layers: list[nn.Module] = []
+        for i in range(n_up - 1):
+            layers += [
+                nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1, bias=norm == "none"),
+                _norm(norm, widths[i + 1]),
+                nn.ReLU(inplace=True),
+            ]
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        self.body = nn.Sequential(*layers)
+        self._c0 = widths[0]
+        _dcgan_init(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).view(z.shape[0], self._c0, self.base, self.base)  # (B, C0, base, base)
+        return self.body(self.fc_norm(h))
+
+
+class DCGANDiscriminator(nn.Module):
+    """image (B, C, H, W) in [-1, 1] -> logit (B,). No normalisation on the first layer."""
+
+    def __init__(self, channels: int, image_size: int, width: int = 64, max_width: int = 512,
+                 norm: str = "batch"):
+        super().__init__()
+        base, n_down = conv_plan(image_size)
+        widths = list(reversed(_widths(width, n_down, max_width)))  # highest resolution first
+        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        for i in range(n_down - 1):
+            layers += [
+                nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1, bias=norm == "none"),
+                _norm(norm, widths[i + 1]),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv2d(widths[-1], 1, base)  # (B, C, base, base) -> (B, 1, 1, 1)
+        _dcgan_init(self)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Last feature map before the logit, (B, C, base, base)."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x)).flatten()
+
+
+def _dcgan_init(module: nn.Module) -> None:
+    """N(0, 0.02) weights, as in the DCGAN paper; norm layers at scale 1."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,53 @@
+"""Batches sliced from the in-memory uint8 tensor and scaled on the fly.
+
+No Dataset, no DataLoader, no per-image Python work: each epoch is one seeded
+permutation; a batch is an index slice, a ``float()`` and a division. The order
+is a pure function of (seed, epoch, position), so resuming restores it exactly.
+Incomplete last batches are dropped (every step sees ``batch_size`` images).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import GanvaeError
+from ..models import Batch
+
+
+class BatchStream:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, seed: int,
+                 device: torch.device | str = "cpu"):
+        n = images.shape[0]
+        if batch_size < 1:
+            raise GanvaeError(f"train.batch_size: expected >= 1, got {batch_size}")
+        if n < batch_size:
+            raise GanvaeError(
+                f"train.batch_size {batch_size} is larger than the {n} training images; lower --batch-size"
+            )
+        self.images = images.to(device)           # (N, C, H, W) uint8
+        self.labels = labels.to(device) if labels is not None else None
+        self.batch_size, self.seed, self.n = batch_size, seed, n
+        self.epoch, self.pos = 0, 0
+        self._perm = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n, generator=g).to(self.images.device)
+
+    def next(self) -> Batch:
+        if self.pos + self.batch_size > self.n:
+            self.epoch += 1
+            self.pos = 0
+            self._perm = self._permutation(self.epoch)
+        idx = self._perm[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        x = self.images[idx].float().div_(255.0)  # (B, C, H, W) in [0, 1]
+        y = self.labels[idx] if self.labels is not None else None
+        return Batch(x, y)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+        self._perm = self._permutation(self.epoch)

@@ -1,0 +1,288 @@
+"""One training loop for every model, driven by the model's phases.
+
+Each step runs the phases in order (a GAN: D ``d_steps`` times, then G; a VAE:
+one phase), each with its own Adam optimizer, then updates the generator EMA.
+Progress is counted in images seen. The loop owns everything a resume needs:
+weights, both optimizers, the EMA, the step, the images seen, the data order,
+the training noise generator and the global RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..errors import GanvaeError
+from ..models import Batch, GenerativeModel, standing_stats
+from .batches import BatchStream
+from .checkpoint import load_state, rng_state, save_state, set_rng_state
+from .ema import EMA
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000                 # training steps (each: every phase once, D d_steps times)
+    batch_size: int = 64              # images per batch
+    seed: int = 0                     # seeds the weights, the training noise and the data order
+    device: str = "auto"              # auto (cuda when available, else cpu), cpu, cuda, cuda:N
+    ema: bool | None = None           # EMA of the generator; null: the model's default (on for GANs)
+    ema_kimg: float = 10.0            # EMA half-life in thousands of images
+    ema_rampup: float | None = 0.05   # half-life at most this share of the images seen so far (null: off)
+    log_every: int = 50               # steps between lines of metrics.jsonl
+    sample_every: int = 500           # steps between sample grids (and one at the end)
+    checkpoint_every: int = 500       # steps between training-state checkpoints (and one at the end)
+    grid_size: int = 64               # images per sample grid
+    sample_seed: int = 0              # latent seed of the grids: the same codes all run long
+    max_minutes: float | None = None  # wall-clock budget; stops cleanly (checkpoint, export) when spent
+    threads: int | None = None        # torch intra-op threads; null: torch's default
+
+    def validate(self) -> None:
+        for name in ("steps", "log_every", "sample_every", "checkpoint_every", "grid_size"):
+            if getattr(self, name) < 1:
+                raise GanvaeError(f"train.{name}: expected >= 1, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise GanvaeError(f"train.batch_size: expected >= 1, got {self.batch_size}")
+        if self.ema_kimg <= 0:
+            raise GanvaeError(f"train.ema_kimg: expected > 0, got {self.ema_kimg}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise GanvaeError(f"train.max_minutes: expected > 0, got {self.max_minutes}")
+        if self.threads is not None and self.threads < 1:
+            raise GanvaeError(f"train.threads: expected >= 1, got {self.threads}")
+        resolve_device(self.device)
+
+
+class DivergenceError(GanvaeError):
+    """A loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+    exit_code = 3
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise GanvaeError(f"train.device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GanvaeError(f"train.device {name!r}: CUDA is not available on this machine")
+    return dev
+
+
+class Trainer:
+    """Drives ``model`` on ``images`` (uint8, (N, C, H, W)); writes into the run folder ``out``."""
+
+    def __init__(self, model: GenerativeModel, cfg: TrainConfig, images: torch.Tensor,
+                 labels: torch.Tensor | None, out: str | Path, device: torch.device):
+        self.model, self.cfg, self.out, self.device = model, cfg, Path(out), device
+        self.phases = model.phases()
+        self.optimizers = [
+            torch.optim.Adam(ph.parameters(), lr=ph.lr, betas=ph.betas, weight_decay=ph.weight_decay)
+            for ph in self.phases
+        ]
+        use_ema = model.ema_default if cfg.ema is None else cfg.ema
+        self.ema = EMA(model.generator_net(), cfg.ema_kimg, cfg.ema_rampup) if use_ema else None
+        self.noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        self.stream = BatchStream(images, labels, cfg.batch_size, cfg.seed, device)
+        self.step = 0
+        self.images_seen = 0
+        self.train_seconds = 0.0  # summed over resumes
+        self._stop_reason: str | None = None
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "train_seconds": self.train_seconds,
+            "model": self.model.state_dict(),
+            "optimizers": {ph.name: opt.state_dict() for ph, opt in zip(self.phases, self.optimizers)},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "noise": self.noise.get_state(),
+            "data": self.stream.state_dict(),
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        for ph, opt in zip(self.phases, self.optimizers):
+            opt.load_state_dict(state["optimizers"][ph.name])
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise GanvaeError("checkpoint has no EMA state but the config asks for one (train.ema)")
+            self.ema.load_state_dict(state["ema"])
+        self.noise.set_state(state["noise"].cpu() if self.device.type == "cpu" else state["noise"])
+        self.stream.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self.images_seen = int(state["images_seen"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+
+    def save_checkpoint(self) -> Path:
+        path = self.out / "checkpoints" / "latest.pt"
+        save_state(self.state_dict(), path)
+        return path
+
+    def _link_final(self) -> None:
+        """checkpoints/final.pt: the state at the end of the requested steps (a hard link when possible)."""
+        latest, final = self.out / "checkpoints" / "latest.pt", self.out / "checkpoints" / "final.pt"
+        tmp = final.with_name(".final.pt.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(latest, tmp)
+        except OSError:
+            shutil.copyfile(latest, tmp)
+        os.replace(tmp, final)
+
+    def resume(self) -> None:
+        self.load_state_dict(load_state(self.out / "checkpoints" / "latest.pt", map_location=self.device))
+        self._truncate_metrics()
+
+    def _truncate_metrics(self) -> None:
+        """Drop metrics lines logged after the checkpoint we resume from (a killed run logs past it)."""
+        path = self.out / "metrics.jsonl"
+        if not path.is_file():
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= self.step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                continue
+        path.write_text("".join(k + "\n" for k in keep))
+
+    # ------------------------------------------------------------------ sampling
+    def sampling_net(self) -> torch.nn.Module:
+        """The EMA generator with exact BatchNorm statistics (a copy), or the live generator."""
+        if self.ema is None:
+            return self.model.generator_net()
+        gen = torch.Generator(device=self.device).manual_seed(12345)
+        return standing_stats(self.ema.module, lambda n: self.model.latent(n, gen))
+
+    def write_grid(self) -> Path:
+        from ..images import save_grid
+
+        imgs = self.model.sample(self.cfg.grid_size, seed=self.cfg.sample_seed, net=self.sampling_net())
+        path = self.out / "samples" / f"step_{self.step:06d}.png"
+        save_grid(imgs, path)
+        return path
+
+    # ------------------------------------------------------------------ the loop
+    def train_step(self) -> dict[str, torch.Tensor]:
+        terms: dict[str, torch.Tensor] = {}
+        all_params = list(self.model.parameters())
+        for ph, opt in zip(self.phases, self.optimizers):
+            for p in all_params:
+                p.requires_grad_(False)
+            for p in ph.parameters():
+                p.requires_grad_(True)
+            for _ in range(ph.repeats):
+                if ph.real_data:
+                    batch = self.stream.next()
+                    self.images_seen += batch.n
+                else:
+                    batch = Batch(None, None, n=self.cfg.batch_size)
+                out = ph.loss(batch, self.noise)
+                loss = out["loss"]
+                if not bool(torch.isfinite(loss)):
+                    bad = [k for k, v in out.items() if not bool(torch.isfinite(v).all())]
+                    bad = [b for b in bad if b != "loss"] or ["loss"]
+                    raise DivergenceError(
+                        f"loss/{ph.name} became {loss.item()} at step {self.step + 1} "
+                        f"(term {', '.join(bad)}); stopped, the last good checkpoint is "
+                        f"{self.out / 'checkpoints' / 'latest.pt'}"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                for k, v in out.items():
+                    key = f"loss/{ph.name}" if k == "loss" else k
+                    terms[key] = terms.get(key, 0.0) + v.detach() / ph.repeats
+        for p in all_params:
+            p.requires_grad_(True)
+        if self.ema is not None:
+            self.ema.update(self.model.generator_net(), self.cfg.batch_size, self.images_seen)
+        self.step += 1
+        return terms
+
+    def run(self, target_steps: int, progress: bool = True) -> dict:
+        cfg = self.cfg
+        self.model.train()
+        metrics_path = self.out / "metrics.jsonl"
+        metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        start_wall = time.perf_counter()
+        base_seconds = self.train_seconds
+        deadline = start_wall + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+        acc: dict[str, torch.Tensor] = {}
+        n_acc, t_log, img_log = 0, start_wall, self.images_seen
+        last: dict[str, float] = {}
+        bar = tqdm(total=target_steps, initial=self.step, disable=not progress, unit="step",
+                   dynamic_ncols=True, smoothing=0.1)
+        old_handler = self._install_sigint()
+        try:
+            with metrics_path.open("a") as mf:
+                while self.step < target_steps:
+                    terms = self.train_step()
+                    for k, v in terms.items():
+                        acc[k] = acc.get(k, 0.0) + v
+                    n_acc += 1
+                    bar.update(1)
+                    now = time.perf_counter()
+                    done = self.step >= target_steps
+                    if now >= deadline and not done:
+                        self._stop_reason = f"time budget of {cfg.max_minutes:g} min spent"
+                    stopping = done or self._stop_reason is not None
+                    if self.step % cfg.log_every == 0 or stopping:
+                        last = {k: float(v) / n_acc for k, v in acc.items()}
+                        dt = max(now - t_log, 1e-9)
+                        rec = {"step": self.step, "images_seen": self.images_seen,
+                               "kimg": round(self.images_seen / 1000, 3),
+                               "time_s": round(base_seconds + now - start_wall, 3),
+                               "img_per_s": round((self.images_seen - img_log) / dt, 2), **last}
+                        mf.write(json.dumps(rec) + "\n")
+                        mf.flush()
+                        bar.set_postfix({k: f"{v:.3g}" for k, v in last.items()
+                                         if k.count("/") == 1}, refresh=False)
+                        acc, n_acc, t_log, img_log = {}, 0, now, self.images_seen
+                    if self.step % cfg.sample_every == 0 or stopping:
+                        self.write_grid()
+                    if self.step % cfg.checkpoint_every == 0 or stopping:
+                        self.train_seconds = base_seconds + time.perf_counter() - start_wall
+                        self.save_checkpoint()
+                    if stopping:
+                        if done:
+                            self._link_final()
+                        break
+        finally:
+            bar.close()
+            self._restore_sigint(old_handler)
+        self.train_seconds = base_seconds + time.perf_counter() - start_wall
+        return {"step": self.step, "images_seen": self.images_seen, "stopped": self._stop_reason,
+                "last": last}
+
+    # Ctrl-C: finish the current step, checkpoint, stop. A second Ctrl-C interrupts at once.
+    def _install_sigint(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            if self._stop_reason == "interrupted":
+                raise KeyboardInterrupt
+            self._stop_reason = "interrupted"
+
+        return signal.signal(signal.SIGINT, handler)
+
+    def _restore_sigint(self, old) -> None:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)

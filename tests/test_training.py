@@ -1,0 +1,205 @@
+"""The loop: exact resume, determinism, atomic checkpoints, refused pickles, divergence."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import ganvae
+from ganvae.errors import GanvaeError
+from ganvae.models.gan import GAN
+from ganvae.training import checkpoint as ckpt
+from ganvae.training.loop import DivergenceError
+
+TINY = {
+    "dcgan": ["model.latent_dim=8", "model.g_width=8", "model.d_width=8", "model.d_steps=2"],
+    "vae": ["model.latent_dim=4", "model.width=8"],
+}
+
+
+def _train(tmp, name, steps, resume=False, **kw):
+    extra = ["train.log_every=2", "train.sample_every=4", "train.checkpoint_every=2"]
+    if resume:
+        return ganvae.train(out=tmp, resume=True, steps=steps, progress=False, **kw)
+    return ganvae.train(name, "digits", out=tmp, steps=steps, batch_size=16, seed=3, progress=False,
+                        set=TINY[name] + extra, **kw)
+
+
+def _state(run_dir: Path) -> dict:
+    return ckpt.load_state(run_dir / "checkpoints" / "latest.pt")
+
+
+def _assert_same_tensors(a, b, path="state"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _assert_same_tensors(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_tensors(x, y, f"{path}[{i}]")
+    elif path.endswith("train_seconds"):
+        pass
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("name", ["dcgan", "vae"])
+def test_resume_is_bit_identical(tmp_path, name):
+    straight = _train(tmp_path / "a", name, 7)
+    _train(tmp_path / "b", name, 3)
+    resumed = _train(tmp_path / "b", name, 7, resume=True)
+    assert straight.step == resumed.step == 7
+    assert straight.images_seen == resumed.images_seen
+    sa, sb = _state(tmp_path / "a"), _state(tmp_path / "b")
+    _assert_same_tensors(sa, sb)
+    ea = load_file(tmp_path / "a" / "model" / "model.safetensors")
+    eb = load_file(tmp_path / "b" / "model" / "model.safetensors")
+    _assert_same_tensors(ea, eb)
+    # one metrics line per logged step, no duplicates after the resume
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 7
+
+
+def test_resume_after_a_crash_is_bit_identical(tmp_path, monkeypatch):
+    straight = _train(tmp_path / "a", "dcgan", 6)
+    real_step = ganvae.training.Trainer.train_step
+
+    def crashing(self):
+        if self.step == 5:  # dies during step 6; the last checkpoint is step 4
+            raise RuntimeError("simulated crash")
+        return real_step(self)
+
+    monkeypatch.setattr(ganvae.training.Trainer, "train_step", crashing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _train(tmp_path / "b", "dcgan", 6)
+    assert int(_state(tmp_path / "b")["step"]) == 4
+    monkeypatch.setattr(ganvae.training.Trainer, "train_step", real_step)
+    resumed = _train(tmp_path / "b", "dcgan", 6, resume=True)
+    assert resumed.step == straight.step == 6
+    _assert_same_tensors(_state(tmp_path / "a"), _state(tmp_path / "b"))
+
+
+def test_same_seed_same_weights_and_different_seed_differs(tmp_path):
+    a = _train(tmp_path / "a", "dcgan", 3)
+    b = _train(tmp_path / "b", "dcgan", 3)
+    _assert_same_tensors(_state(a.path)["model"], _state(b.path)["model"])
+    c = ganvae.train("dcgan", "digits", out=tmp_path / "c", steps=3, batch_size=16, seed=4, progress=False,
+                     set=TINY["dcgan"])
+    assert not torch.equal(_state(a.path)["model"]["G.fc.weight"], _state(c.path)["model"]["G.fc.weight"])
+
+
+def test_run_folder_contents(tmp_path):
+    run = _train(tmp_path / "r", "dcgan", 4)
+    assert (run.path / "config.yaml").is_file() and (run.path / "run.json").is_file()
+    assert (run.path / "checkpoints" / "final.pt").is_file()
+    assert [p.name for p in run.samples] == ["step_000004.png"]
+    lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [2, 4]
+    for key in ("images_seen", "img_per_s", "loss/D", "loss/G", "loss/D/real", "loss/G/adv"):
+        assert key in lines[-1]
+    assert lines[-1]["images_seen"] == 4 * 2 * 16  # d_steps=2 real batches of 16 per step
+    run_json = json.loads((run.path / "run.json").read_text())
+    assert run_json["data"]["split"] == "seeded" and run_json["data"]["holdout"] == 0.1
+    g = ganvae.load(run.path)
+    assert g.sample(3, seed=0).shape == (3, 1, 8, 8)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "latest.pt"
+    ckpt.save_state({"step": 1, "w": torch.ones(3)}, path)
+    good = path.read_bytes()
+    real_save = torch.save
+
+    def half_then_crash(obj, f, *a, **k):
+        f.write(b"partial garbage")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", half_then_crash)
+    with pytest.raises(OSError, match="disk full"):
+        ckpt.save_state({"step": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]  # no temp file left behind
+    assert ckpt.load_state(path)["step"] == 1
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_checkpoint_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "evil.pt"
+    torch.save({"step": 1, "payload": _Evil(marker)}, bad)
+    assert not marker.exists()
+    with pytest.raises(GanvaeError, match="refused"):
+        ckpt.load_state(bad)
+    assert not marker.exists()
+    # and resuming a run whose checkpoint was swapped for it refuses too
+    run = _train(tmp_path / "r", "dcgan", 2)
+    bad.replace(run.path / "checkpoints" / "latest.pt")
+    with pytest.raises(GanvaeError, match="refused"):
+        _train(run.path, "dcgan", 4, resume=True)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    p = tmp_path / "t.pt"
+    ckpt.save_state({"w": torch.ones(1000)}, p)
+    p.write_bytes(p.read_bytes()[:100])
+    with pytest.raises(GanvaeError, match="unreadable"):
+        ckpt.load_state(p)
+
+
+def test_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    real_d = GAN.d_phase
+    calls = {"n": 0}
+
+    def poisoned(self, batch, gen):
+        calls["n"] += 1
+        out = real_d(self, batch, gen)
+        if calls["n"] > 6:  # d_steps=2: step 4 is the first with a NaN
+            out["loss/D/real"] = out["loss/D/real"] * float("nan")
+            out["loss"] = out["loss/D/real"] + out["loss/D/fake"]
+        return out
+
+    monkeypatch.setattr(GAN, "d_phase", poisoned)
+    with pytest.raises(DivergenceError) as e:
+        _train(tmp_path / "r", "dcgan", 8)
+    msg = str(e.value)
+    assert "step 4" in msg and "loss/D/real" in msg and "nan" in msg
+    assert int(_state(tmp_path / "r")["step"]) == 2
+    assert e.value.exit_code != 0
+
+
+def test_ema_half_life():
+    from ganvae.training.ema import EMA
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(net.weight)
+    ema = EMA(net, half_life_kimg=0.64, rampup=None)  # 640 images = 10 steps of 64
+    torch.nn.init.ones_(net.weight)
+    for i in range(10):
+        ema.update(net, 64, 64 * (i + 1))
+    assert abs(ema.module.weight.item() - 0.5) < 1e-6
+
+
+def test_resume_rejects_changes_that_break_exactness(tmp_path):
+    run = _train(tmp_path / "r", "vae", 2)
+    with pytest.raises(GanvaeError, match="cannot change"):
+        ganvae.train(out=run.path, resume=True, steps=4, progress=False, set=["train.batch_size=8"])
+    with pytest.raises(GanvaeError, match="already at step 2"):
+        ganvae.train(out=run.path, resume=True, steps=2, progress=False)

@@ -1,0 +1,113 @@
+"""Data configuration and the containers the loaders hand back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import GanvaeError
+
+
+@dataclass
+class DataConfig:
+    """What to load and how to shape it.
+
+    ``source`` is a registered name (see :data:`ganvae.data.SOURCES`) or one of
+    ``folder:PATH``, ``idx:PATH``, ``npz:PATH``.
+    """
+
+    source: str = "mnist"
+    image_size: int | None = None  # None: native size (folder: 64); else square, resized + centre-cropped
+    channels: int | None = None  # None: native channels; else 1 or 3
+    holdout: float = 0.1  # test share when the source has no test split of its own
+    split_seed: int = 0
+    limit: int | None = None  # keep at most this many train images (seeded subset)
+    n: int | None = None  # generated sources only (shapes): number of images, default 10000
+    skip_bad_images: bool = False  # folder: skip unreadable files instead of failing
+    cache_dir: str | None = None  # folder cache; default $GANVAE_CACHE or ~/.cache/ganvae
+
+    def validate(self) -> None:
+        """Raise :class:`GanvaeError` for option values that can never work."""
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise GanvaeError("data source must be a non-empty name, e.g. 'mnist' or 'folder:PATH'")
+        if self.image_size is not None and (
+            isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 4
+        ):
+            raise GanvaeError(f"image_size must be an integer >= 4, got {self.image_size!r}")
+        if self.channels is not None and self.channels not in (1, 3):
+            raise GanvaeError(f"channels must be 1 or 3, got {self.channels!r}")
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) or not (
+            0.0 <= float(self.holdout) < 1.0
+        ):
+            raise GanvaeError(f"holdout must be in [0, 1), got {self.holdout!r}")
+        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or self.split_seed < 0:
+            raise GanvaeError(f"split_seed must be a non-negative integer, got {self.split_seed!r}")
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
+        ):
+            raise GanvaeError(f"limit must be a positive integer, got {self.limit!r}")
+        if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
+            raise GanvaeError(f"n must be a positive integer, got {self.n!r}")
+
+
+@dataclass
+class ImageData:
+    """A set of images: uint8 ``(N, C, H, W)``, optional int64 labels and float32 factors."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    factors: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(
+                f"ImageData.images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}"
+            )
+        self.images = self.images.contiguous()
+        n = self.images.shape[0]
+        if self.labels is not None:
+            self.labels = self.labels.to(torch.int64).contiguous()
+            if self.labels.shape != (n,):
+                raise ValueError(f"ImageData.labels must have shape ({n},), got {tuple(self.labels.shape)}")
+        if self.factors is not None:
+            self.factors = self.factors.to(torch.float32).contiguous()
+            if self.factors.ndim != 2 or self.factors.shape[0] != n:
+                raise ValueError(f"ImageData.factors must have shape ({n}, F), got {tuple(self.factors.shape)}")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def subset(self, index: torch.Tensor) -> "ImageData":
+        """The images at ``index`` (a LongTensor), as new contiguous tensors."""
+        return ImageData(
+            images=self.images[index],
+            labels=None if self.labels is None else self.labels[index],
+            factors=None if self.factors is None else self.factors[index],
+        )
+
+
+@dataclass
+class DataSplits:
+    """Train and test sets plus JSON-serialisable metadata (see :func:`ganvae.data.load_data`)."""
+
+    train: ImageData
+    test: ImageData
+    meta: dict
+
+
+@dataclass
+class SourceData:
+    """What a loader returns to :func:`load_data`.
+
+    ``test`` is None when the source has no split of its own; ``load_data``
+    then makes a seeded split. Images may be at native size/channels:
+    ``load_data`` converts them to the configured ones.
+    """
+
+    train: ImageData
+    test: ImageData | None = None
+    class_names: list[str] | None = None
+    num_classes: int | None = None
+    factor_names: list[str] | None = None
+    notes: dict = field(default_factory=dict)

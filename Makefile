@@ -17,7 +17,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/ganvae train --model dcgan --data mnist --steps 3000 --max-minutes 2 --out runs/demo --overwrite \
-	  --set model.g_width=32 --set model.d_width=32 --set model.lr_g=5e-4 --set model.lr_d=5e-4
+	  --set model.g_width=64 --set model.d_width=32 --set model.lr_g=5e-4 --set model.lr_d=5e-4
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import shutil
 import time
@@ -108,6 +109,14 @@ def default_out(cfg: RunConfig) -> Path:
     return path
 
 
+def use_deterministic_kernels() -> None:
+    """Deterministic cuDNN/cuBLAS kernels: GPU runs (and resumes) repeat bit for bit, at some cost in speed."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -167,6 +176,8 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
     if tc.threads:
         torch.set_num_threads(tc.threads)
     device = resolve_device(tc.device)
+    if tc.deterministic:
+        use_deterministic_kernels()
     seed_everything(tc.seed)
     net = build(cfg.model_name, cfg.model).to(device)
     trainer = Trainer(net, tc, splits.train.images, splits.train.labels, out, device)

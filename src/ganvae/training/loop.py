@@ -45,6 +45,8 @@ class TrainConfig:
     sample_seed: int = 0              # latent seed of the grids: the same codes all run long
     max_minutes: float | None = None  # wall-clock budget; stops cleanly (checkpoint, export) when spent
     threads: int | None = None        # torch intra-op threads; null: torch's default
+    deterministic: bool = False       # GPU: deterministic kernels (slower) so runs and resumes repeat exactly;
+                                      # CPU runs are deterministic already
 
     def validate(self) -> None:
         for name in ("steps", "log_every", "sample_every", "checkpoint_every", "grid_size"):
@@ -121,7 +123,7 @@ class Trainer:
             if state.get("ema") is None:
                 raise GanvaeError("checkpoint has no EMA state but the config asks for one (train.ema)")
             self.ema.load_state_dict(state["ema"])
-        self.noise.set_state(state["noise"].cpu() if self.device.type == "cpu" else state["noise"])
+        self.noise.set_state(state["noise"].cpu())  # generator states are CPU ByteTensors on every device
         self.stream.load_state_dict(state["data"])
         set_rng_state(state["rng"])
         self.step = int(state["step"])
@@ -145,7 +147,8 @@ class Trainer:
         os.replace(tmp, final)
 
     def resume(self) -> None:
-        self.load_state_dict(load_state(self.out / "checkpoints" / "latest.pt", map_location=self.device))
+        # load on the CPU: RNG states must stay there; modules and optimizers move tensors to their device
+        self.load_state_dict(load_state(self.out / "checkpoints" / "latest.pt", map_location="cpu"))
         self._truncate_metrics()
 
     def _truncate_metrics(self) -> None:

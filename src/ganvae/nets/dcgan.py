@@ -22,11 +22,22 @@ def conv_plan(image_size: int) -> tuple[int, int]:
         size //= 2
         n_up += 1
     if size < 3 or size > 7 or n_up < 1:
+        below = next((s for s in range(image_size - 1, 5, -1) if _valid(s)), None)
+        above = next(s for s in range(image_size + 1, 4 * image_size + 8) if _valid(s))
+        hint = f"{below} or {above}" if below else str(above)
         raise GanvaeError(
             f"image_size {image_size}: convolutional models need base*2^k with base 3..7 and k>=1 "
-            "(e.g. 8, 16, 28, 32, 48, 64, 96, 128)"
+            f"(8, 16, 28, 32, 64, ...); resize the data with --image-size {hint}"
         )
     return size, n_up
+
+
+def _valid(image_size: int) -> bool:
+    size, n_up = image_size, 0
+    while size > 7 and size % 2 == 0:
+        size //= 2
+        n_up += 1
+    return 3 <= size <= 7 and n_up >= 1
 
 
 def _widths(width: int, n: int, cap: int) -> list[int]:

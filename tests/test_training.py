@@ -20,6 +20,7 @@ from ganvae.training.loop import DivergenceError
 TINY = {
     "dcgan": ["model.latent_dim=8", "model.g_width=8", "model.d_width=8", "model.d_steps=2"],
     "vae": ["model.latent_dim=4", "model.width=8"],
+    "vae-binarized": ["model.latent_dim=4", "model.width=8", "data.binarize=true"],
 }
 
 
@@ -28,8 +29,8 @@ def _train(tmp, name, steps, resume=False, **kw):
     extra = ["train.log_every=2", "train.sample_every=4", "train.checkpoint_every=2", "train.device=cpu"]
     if resume:
         return ganvae.train(out=tmp, resume=True, steps=steps, progress=False, **kw)
-    return ganvae.train(name, "digits", out=tmp, steps=steps, batch_size=16, seed=3, progress=False,
-                        set=TINY[name] + extra, **kw)
+    return ganvae.train(name.split("-")[0], "digits", out=tmp, steps=steps, batch_size=16, seed=3,
+                        progress=False, set=TINY[name] + extra, **kw)
 
 
 def _state(run_dir: Path) -> dict:
@@ -53,7 +54,7 @@ def _assert_same_tensors(a, b, path="state"):
         assert a == b, path
 
 
-@pytest.mark.parametrize("name", ["dcgan", "vae"])
+@pytest.mark.parametrize("name", ["dcgan", "vae", "vae-binarized"])
 def test_resume_is_bit_identical(tmp_path, name):
     straight = _train(tmp_path / "a", name, 7)
     _train(tmp_path / "b", name, 3)
@@ -204,3 +205,12 @@ def test_resume_rejects_changes_that_break_exactness(tmp_path):
         ganvae.train(out=run.path, resume=True, steps=4, progress=False, set=["train.batch_size=8"])
     with pytest.raises(GanvaeError, match="already at step 2"):
         ganvae.train(out=run.path, resume=True, steps=2, progress=False)
+
+
+def test_dynamic_binarization_gives_fresh_binary_batches():
+    from ganvae.training.batches import BatchStream
+
+    images = torch.full((8, 1, 2, 2), 128, dtype=torch.uint8)
+    stream = BatchStream(images, None, 8, seed=0, binarize=torch.Generator().manual_seed(0))
+    a, b = stream.next().x, stream.next().x
+    assert set(a.unique().tolist()) <= {0.0, 1.0} and not torch.equal(a, b)

@@ -180,7 +180,7 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
         use_deterministic_kernels()
     seed_everything(tc.seed)
     net = build(cfg.model_name, cfg.model).to(device)
-    trainer = Trainer(net, tc, splits.train.images, splits.train.labels, out, device)
+    trainer = Trainer(net, tc, splits.train.images, splits.train.labels, out, device, binarize=cfg.data.binarize)
     if resume:
         trainer.resume()
         if trainer.step >= tc.steps:

@@ -26,6 +26,7 @@ class DataConfig:
     n: int | None = None  # generated sources only (shapes): number of images, default 10000
     skip_bad_images: bool = False  # folder: skip unreadable files instead of failing
     cache_dir: str | None = None  # folder cache; default $GANVAE_CACHE or ~/.cache/ganvae
+    binarize: bool = False  # dynamic binarisation: every training batch is a fresh Bernoulli(pixel/255) sample
 
     def validate(self) -> None:
         """Raise :class:`GanvaeError` for option values that can never work."""

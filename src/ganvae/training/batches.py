@@ -16,7 +16,7 @@ from ..models import Batch
 
 class BatchStream:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, seed: int,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", binarize: torch.Generator | None = None):
         n = images.shape[0]
         if batch_size < 1:
             raise GanvaeError(f"train.batch_size: expected >= 1, got {batch_size}")
@@ -27,6 +27,7 @@ class BatchStream:
         self.images = images.to(device)           # (N, C, H, W) uint8
         self.labels = labels.to(device) if labels is not None else None
         self.batch_size, self.seed, self.n = batch_size, seed, n
+        self.binarize = binarize  # a generator: each batch becomes a Bernoulli(x) sample (dynamic binarisation)
         self.epoch, self.pos = 0, 0
         self._perm = self._permutation(0)
 
@@ -42,6 +43,8 @@ class BatchStream:
         idx = self._perm[self.pos:self.pos + self.batch_size]
         self.pos += self.batch_size
         x = self.images[idx].float().div_(255.0)  # (B, C, H, W) in [0, 1]
+        if self.binarize is not None:
+            x = torch.bernoulli(x, generator=self.binarize)
         y = self.labels[idx] if self.labels is not None else None
         return Batch(x, y)
 

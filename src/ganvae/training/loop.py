@@ -85,7 +85,7 @@ class Trainer:
     """Drives ``model`` on ``images`` (uint8, (N, C, H, W)); writes into the run folder ``out``."""
 
     def __init__(self, model: GenerativeModel, cfg: TrainConfig, images: torch.Tensor,
-                 labels: torch.Tensor | None, out: str | Path, device: torch.device):
+                 labels: torch.Tensor | None, out: str | Path, device: torch.device, binarize: bool = False):
         self.model, self.cfg, self.out, self.device = model, cfg, Path(out), device
         self.phases = model.phases()
         self.optimizers = [
@@ -95,7 +95,8 @@ class Trainer:
         use_ema = model.ema_default if cfg.ema is None else cfg.ema
         self.ema = EMA(model.generator_net(), cfg.ema_kimg, cfg.ema_rampup) if use_ema else None
         self.noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-        self.stream = BatchStream(images, labels, cfg.batch_size, cfg.seed, device)
+        self.stream = BatchStream(images, labels, cfg.batch_size, cfg.seed, device,
+                                  binarize=self.noise if binarize else None)
         self.step = 0
         self.images_seen = 0
         self.train_seconds = 0.0  # summed over resumes

@@ -19,7 +19,8 @@ from .config import RunConfig, merge, parse_set, read_yaml, resolve, write_yaml
 from .errors import GanvaeError
 
 # train.* keys a resume may change; anything else would break the exact continuation
-RESUMABLE_KEYS = {"steps", "max_minutes", "device", "threads", "log_every", "sample_every", "checkpoint_every"}
+RESUMABLE_KEYS = {"steps", "max_minutes", "device", "threads", "log_every", "sample_every", "checkpoint_every",
+                  "eval_every_kimg", "eval_n"}
 
 
 @dataclass
@@ -180,7 +181,17 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
         use_deterministic_kernels()
     seed_everything(tc.seed)
     net = build(cfg.model_name, cfg.model).to(device)
-    trainer = Trainer(net, tc, splits.train.images, splits.train.labels, out, device, binarize=cfg.data.binarize)
+    evaluator = on_best = None
+    if tc.eval_every_kimg:
+        from .metrics.evaluate import TrainingEvaluator
+        evaluator = TrainingEvaluator(tc.eval_metric, splits, cfg.data.source, tc.eval_n, seed=tc.seed,
+                                      device=str(device))
+        if tc.keep_best:
+            def on_best(tr, value):
+                save_model(net, out / "best", tr.sampling_net() if tr.ema is not None else None,
+                           {"step": tr.step, "images_seen": tr.images_seen, "data": splits.meta, "best": tr.best})
+    trainer = Trainer(net, tc, splits.train.images, splits.train.labels, out, device, binarize=cfg.data.binarize,
+                      evaluator=evaluator, on_best=on_best)
     if resume:
         trainer.resume()
         if trainer.step >= tc.steps:

@@ -46,6 +46,10 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, help=f"seed for weights, noise and data order (default: {d['seed']})")
     p.add_argument("--device", help=f"auto, cpu, cuda, cuda:N (default: {d['device']})")
     p.add_argument("--max-minutes", type=float, help="stop cleanly (checkpoint and export) after this wall-clock time")
+    p.add_argument("--eval-every", type=float, metavar="KIMG",
+                   help="score the generator every KIMG thousand images (train.eval_metric, default fid, on train.eval_n samples)")
+    p.add_argument("--keep-best", metavar="METRIC",
+                   help="with --eval-every: evaluate METRIC (e.g. fid) and export the best generator to RUN/best/")
     p.add_argument("--out", help="run folder (default: runs/<model>-<data>[-N])")
     p.add_argument("--config", help="YAML file with model:, data:, train: sections")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -64,12 +68,17 @@ def cmd_train(a) -> int:
 
     if a.resume and a.out and Path(a.out) != Path(a.resume):
         raise GanvaeError("give the run folder once: --resume RUN (without --out)")
+    sets = list(a.set)
+    if a.eval_every is not None:
+        sets.append(f"train.eval_every_kimg={a.eval_every}")
+    if a.keep_best:
+        sets += ["train.keep_best=true", f"train.eval_metric={a.keep_best}"]
     result = train(
         a.model, a.data, out=a.resume or a.out, resume=bool(a.resume), overwrite=a.overwrite,
         progress=not a.quiet, dry_run=a.dry_run, objective=a.objective, steps=a.steps,
         batch_size=a.batch_size, seed=a.seed, image_size=a.image_size, channels=a.channels,
         max_minutes=a.max_minutes, skip_bad_images=a.skip_bad_images, device=a.device,
-        config=a.config, set=a.set,
+        config=a.config, set=sets,
     )
     return 0 if result is not None else 1
 
@@ -138,6 +147,41 @@ def cmd_info(a) -> int:
     return 0
 
 
+def _add_eval(sub) -> None:
+    from .metrics import METRICS
+
+    p = sub.add_parser(
+        "eval", help="score a trained run (FID, KID, precision/recall, ...) beside its floor and ceiling",
+        description="Scores the run's exported generator against its data's reference split and appends one JSON "
+                    "line per value to RUN/eval.jsonl. Metrics: " +
+                    "; ".join(f"{m}: {METRICS.get(m).summary}" for m in METRICS.names()))
+    p.add_argument("run", help="run folder")
+    p.add_argument("--metrics", default="fid,kid,pr,dc", help="comma-separated (default: fid,kid,pr,dc)")
+    p.add_argument("--n", type=int, default=10000, help="generated samples, and at most as many reference images (default: 10000)")
+    p.add_argument("--feature-net", default="auto",
+                   help="auto (digit classifier for digit-like data, shapes net for shapes, else effnet), "
+                        "mnist, shapes, effnet, inception (default: auto)")
+    p.add_argument("--inception-weights", help="path to the standard pt_inception-2015-12-05 weights (for inception)")
+    p.add_argument("--split", default="test", help="reference split: test or train (default: test)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed and subset seed (default: 0)")
+    p.add_argument("--k", type=int, default=5000, help="nll: importance samples per image (default: 5000)")
+    p.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (default: 1000)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the floor (real train) and ceiling (untrained)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(a) -> int:
+    from .metrics import evaluate
+    from .training.loop import resolve_device
+
+    evaluate(a.run, metrics=a.metrics, n=a.n, feature_net=a.feature_net, split=a.split, seed=a.seed, k=a.k,
+             kid_subset_size=a.kid_subset_size, baselines=not a.no_baselines,
+             inception_weights=a.inception_weights, device=str(resolve_device(a.device)))
+    print(f"appended to {Path(a.run) / 'eval.jsonl'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -148,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_info(sub)
+    _add_eval(sub)
     return parser
 
 

@@ -45,6 +45,10 @@ class TrainConfig:
     sample_seed: int = 0              # latent seed of the grids: the same codes all run long
     max_minutes: float | None = None  # wall-clock budget; stops cleanly (checkpoint, export) when spent
     threads: int | None = None        # torch intra-op threads; null: torch's default
+    eval_every_kimg: float | None = None  # score the generator every this many thousand images (null: never)
+    eval_metric: str = "fid"          # what the periodic evaluation computes (see `ganvae eval --help`)
+    eval_n: int = 2000                # samples (and reference images) per periodic evaluation
+    keep_best: bool = False           # export the best-scoring generator so far to RUN/best/ (needs eval_every_kimg)
     deterministic: bool = False       # GPU: deterministic kernels (slower) so runs and resumes repeat exactly;
                                       # CPU runs are deterministic already
 
@@ -58,6 +62,15 @@ class TrainConfig:
             raise GanvaeError(f"train.ema_kimg: expected > 0, got {self.ema_kimg}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise GanvaeError(f"train.max_minutes: expected > 0, got {self.max_minutes}")
+        if self.eval_every_kimg is not None and self.eval_every_kimg <= 0:
+            raise GanvaeError(f"train.eval_every_kimg: expected > 0, got {self.eval_every_kimg}")
+        if self.keep_best and self.eval_every_kimg is None:
+            raise GanvaeError("train.keep_best needs train.eval_every_kimg (--eval-every KIMG)")
+        if self.eval_every_kimg is not None:
+            from ..metrics import METRICS
+            METRICS.get(self.eval_metric)
+        if self.eval_n < 2:
+            raise GanvaeError(f"train.eval_n: expected >= 2, got {self.eval_n}")
         if self.threads is not None and self.threads < 1:
             raise GanvaeError(f"train.threads: expected >= 1, got {self.threads}")
         resolve_device(self.device)
@@ -85,7 +98,8 @@ class Trainer:
     """Drives ``model`` on ``images`` (uint8, (N, C, H, W)); writes into the run folder ``out``."""
 
     def __init__(self, model: GenerativeModel, cfg: TrainConfig, images: torch.Tensor,
-                 labels: torch.Tensor | None, out: str | Path, device: torch.device, binarize: bool = False):
+                 labels: torch.Tensor | None, out: str | Path, device: torch.device, binarize: bool = False,
+                 evaluator=None, on_best=None):
         self.model, self.cfg, self.out, self.device = model, cfg, Path(out), device
         self.phases = model.phases()
         self.optimizers = [
@@ -100,6 +114,10 @@ class Trainer:
         self.step = 0
         self.images_seen = 0
         self.train_seconds = 0.0  # summed over resumes
+        self.evaluator = evaluator  # callable(model, net) -> {"eval/<key>": value}; see metrics.evaluate
+        self.on_best = on_best      # callable(trainer, score) when the primary eval value improves
+        self.best: dict | None = None  # {"metric", "value", "step"} of the best evaluation so far
+        self._images_this_step = 0
         self._stop_reason: str | None = None
 
     # ------------------------------------------------------------------ state
@@ -114,6 +132,7 @@ class Trainer:
             "noise": self.noise.get_state(),
             "data": self.stream.state_dict(),
             "rng": rng_state(),
+            "best": self.best,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -130,6 +149,7 @@ class Trainer:
         self.step = int(state["step"])
         self.images_seen = int(state["images_seen"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.best = state.get("best")
 
     def save_checkpoint(self) -> Path:
         path = self.out / "checkpoints" / "latest.pt"
@@ -185,6 +205,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def train_step(self) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
+        seen_before = self.images_seen
         all_params = list(self.model.parameters())
         for ph, opt in zip(self.phases, self.optimizers):
             for p in all_params:
@@ -218,6 +239,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model.generator_net(), self.cfg.batch_size, self.images_seen)
         self.step += 1
+        self._images_this_step = self.images_seen - seen_before
         return terms
 
     def run(self, target_steps: int, progress: bool = True) -> dict:
@@ -261,6 +283,10 @@ class Trainer:
                         acc, n_acc, t_log, img_log = {}, 0, now, self.images_seen
                     if self.step % cfg.sample_every == 0 or stopping:
                         self.write_grid()
+                    if self._due_eval(stopping):
+                        rec = self.run_eval()
+                        mf.write(json.dumps(rec) + "\n")
+                        mf.flush()
                     if self.step % cfg.checkpoint_every == 0 or stopping:
                         self.train_seconds = base_seconds + time.perf_counter() - start_wall
                         self.save_checkpoint()
@@ -274,6 +300,28 @@ class Trainer:
         self.train_seconds = base_seconds + time.perf_counter() - start_wall
         return {"step": self.step, "images_seen": self.images_seen, "stopped": self._stop_reason,
                 "last": last}
+
+    def _due_eval(self, stopping: bool) -> bool:
+        if self.evaluator is None or not self.cfg.eval_every_kimg:
+            return False
+        every = self.cfg.eval_every_kimg * 1000
+        due = self.images_seen // every > (self.images_seen - self._images_this_step) // every
+        return due or stopping
+
+    def run_eval(self) -> dict:
+        """Score the sampling generator; record it; hand improvements to ``on_best``."""
+        scores = self.evaluator(self.model, self.sampling_net())
+        self.model.train()
+        rec = {"step": self.step, "images_seen": self.images_seen, **scores}
+        key = f"eval/{self.evaluator.primary}"
+        value = scores[key]
+        better = self.best is None or (value < self.best["value"] if self.evaluator.lower_is_better
+                                       else value > self.best["value"])
+        if better:
+            self.best = {"metric": self.evaluator.primary, "value": value, "step": self.step}
+            if self.on_best is not None:
+                self.on_best(self, value)
+        return rec
 
     # Ctrl-C: finish the current step, checkpoint, stop. A second Ctrl-C interrupts at once.
     def _install_sigint(self):

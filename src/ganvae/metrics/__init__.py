@@ -1,0 +1,14 @@
+"""Metrics: one small module per metric, one registry, one ``evaluate``.
+
+    fid, kid, pr (precision/recall), dc (density/coverage)  on feature-net features
+    is, modes                                               on the feature net's class outputs
+    nll                                                     VAE likelihood bounds
+
+Feature nets (``features.py``) need no download: domain classifiers trained by the
+project and shipped as safetensors, and EfficientNet-Lite0 from PyPI packages.
+"""
+
+from .evaluate import evaluate, pick_feature_net
+from .registry import METRICS, EvalInputs, Metric, Side
+
+__all__ = ["METRICS", "Metric", "EvalInputs", "Side", "evaluate", "pick_feature_net"]

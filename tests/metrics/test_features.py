@@ -156,5 +156,6 @@ def test_inception_errors(tmp_path):
         get_feature_net("inception", weights_path=missing)
     assert str(missing) in str(e.value)
     missing.write_bytes(b"x")
-    with pytest.raises(GanvaeError, match="not supported yet"):
+    with pytest.raises(GanvaeError, match="could not be loaded") as e:
         get_feature_net("inception", weights_path=str(missing))
+    assert str(missing) in str(e.value)

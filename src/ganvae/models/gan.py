@@ -3,30 +3,46 @@
 Two phases per training step: D (``d_steps`` times: a fresh real batch and fresh
 noise each time; G is not differentiated), then G (fresh noise; D frozen). Images
 enter D in [-1, 1]; ``sample()`` returns them in [0, 1].
+
+Stabilisers, all off by default: the objective (``hinge``, ``least-squares``,
+``wgan-gp`` besides the paper's two), lazy R1 on real images (``r1_gamma``,
+``r1_every``), spectral normalisation in D (``d_spectral_norm``), DiffAugment before
+D (``augment``) and TTUR (``lr_d`` > ``lr_g``). A subclass (a conditional GAN)
+reuses :meth:`GAN.d_terms` / :meth:`GAN.g_terms` with its own D callable, e.g.
+``functools.partial(self.D, y=y)``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
+from ..augment import DiffAugment, parse_policy
 from ..errors import GanvaeError
 from ..nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from ..objectives import GAN_OBJECTIVES
+from ..objectives.gan import r1_penalty
 from .base import Batch, GenerativeModel, ModelConfigBase, Phase
 
 
 @dataclass
 class GANConfig(ModelConfigBase):
     latent_dim: int = 100                    # size of z ~ N(0, I)
-    objective: str = "nonsaturating"         # a registered GAN objective: minimax, nonsaturating
+    objective: str = "nonsaturating"         # GAN objective: minimax, nonsaturating, hinge, least-squares, wgan-gp
     lr_g: float = 2e-4                       # Adam learning rate of G
-    lr_d: float = 2e-4                       # Adam learning rate of D
-    betas_g: tuple[float, float] = (0.5, 0.999)  # Adam betas of G (DCGAN paper: beta1 = 0.5)
+    lr_d: float = 2e-4                       # Adam learning rate of D (TTUR: e.g. lr_d=4e-4 with lr_g=1e-4)
+    betas_g: tuple[float, float] = (0.5, 0.999)  # Adam betas of G (DCGAN paper: beta1 = 0.5; WGAN-GP: (0, 0.9))
     betas_d: tuple[float, float] = (0.5, 0.999)  # Adam betas of D
-    d_steps: int = 1                         # D updates per G update
+    d_steps: int = 1                         # D updates per G update (n_critic; the WGAN-GP paper uses 5)
+    gp_weight: float = 10.0                  # wgan-gp: weight (lambda) of the gradient penalty
+    drift_weight: float = 0.0                # wgan-gp: weight of the drift E[l_real^2] (ProGAN: 1e-3)
+    r1_gamma: float = 0.0                    # R1 penalty gamma/2 * E||grad_x D(x_real)||^2 (0: off)
+    r1_every: int = 16                       # lazy R1: computed every this many D steps, scaled by it
+    d_spectral_norm: bool = False            # spectral normalisation on every conv/linear layer of D
+    augment: str = ""                        # DiffAugment before D: comma list of translation, cutout, color
 
     def validate(self) -> None:
         GAN_OBJECTIVES.get(self.objective)  # unknown name -> error listing the valid ones
@@ -37,6 +53,17 @@ class GANConfig(ModelConfigBase):
                 raise GanvaeError(f"model.{name}: expected > 0, got {getattr(self, name)}")
         if self.latent_dim < 1:
             raise GanvaeError(f"model.latent_dim: expected >= 1, got {self.latent_dim}")
+        for name in ("gp_weight", "drift_weight", "r1_gamma"):
+            if getattr(self, name) < 0:
+                raise GanvaeError(f"model.{name}: expected >= 0, got {getattr(self, name)}")
+        if self.r1_every < 1:
+            raise GanvaeError(f"model.r1_every: expected >= 1, got {self.r1_every}")
+        parse_policy(self.augment, "model.augment")
+        if self.objective == "wgan-gp" and getattr(self, "d_norm", None) == "batch":
+            raise GanvaeError(
+                "model.objective=wgan-gp with model.d_norm=batch: the gradient penalty is per sample and "
+                "BatchNorm mixes the samples of a batch; set model.d_norm=layer, group or none "
+                "(--set model.d_norm=layer)")
 
 
 @dataclass
@@ -45,11 +72,12 @@ class DCGANConfig(GANConfig):
     d_width: int = 64         # D channels at its highest resolution; doubled per halving, up to max_width
     max_width: int = 512      # cap on channels in G and D
     g_norm: str = "batch"     # normalisation in G: batch, group, none
-    d_norm: str = "batch"     # normalisation in D (not on its first layer): batch, group, none
+    d_norm: str = "batch"     # normalisation in D (not on its first layer): batch, group, layer, none
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         G = DCGANGenerator(self.latent_dim, self.channels, self.image_size, self.g_width, self.max_width, self.g_norm)
-        D = DCGANDiscriminator(self.channels, self.image_size, self.d_width, self.max_width, self.d_norm)
+        D = DCGANDiscriminator(self.channels, self.image_size, self.d_width, self.max_width, self.d_norm,
+                               spectral_norm=self.d_spectral_norm)
         return G, D
 
 
@@ -62,7 +90,8 @@ class MLPGANConfig(GANConfig):
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         G = MLPGenerator(self.latent_dim, self.channels, self.image_size, self.g_hidden, self.g_norm)
-        D = MLPDiscriminator(self.channels, self.image_size, self.d_hidden, self.d_dropout)
+        D = MLPDiscriminator(self.channels, self.image_size, self.d_hidden, self.d_dropout,
+                             spectral_norm=self.d_spectral_norm)
         return G, D
 
 
@@ -74,7 +103,12 @@ class GAN(GenerativeModel):
     def __init__(self, config: GANConfig):
         super().__init__(config)
         self.G, self.D = config.build()
-        self.objective = GAN_OBJECTIVES.get(config.objective)()
+        self.objective = GAN_OBJECTIVES.get(config.objective).from_config(config)
+        self.augment = DiffAugment(config.augment)
+        if config.r1_gamma > 0:
+            # D steps taken, for lazy R1; a buffer so checkpoints and exports hold it (exact resume).
+            # Only registered when R1 is on, so models saved without R1 load unchanged.
+            self.register_buffer("d_steps_done", torch.zeros((), dtype=torch.long))
 
     def decode_latent(self, z, net=None):
         return ((net if net is not None else self.G)(z) + 1) / 2
@@ -82,14 +116,48 @@ class GAN(GenerativeModel):
     def _fake(self, n: int, gen: torch.Generator) -> torch.Tensor:
         return self.G(self.latent(n, gen))  # (B, C, H, W) in [-1, 1]
 
+    # -- the phases' terms, for any D callable (x -> logits), so subclasses can pass their own
+    def critic(self, D: Callable[[torch.Tensor], torch.Tensor], gen: torch.Generator | None
+               ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``D`` as the objective calls it: behind DiffAugment (fresh draws from ``gen`` per call) when on."""
+        if not self.augment:
+            return D
+        return lambda x: D(self.augment(x, gen))
+
+    def d_terms(self, D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
+                gen: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """The D phase's terms: the objective's, plus lazy R1 when ``r1_gamma`` > 0.
+
+        ``real``, ``fake``: (B, C, H, W) in [-1, 1], ``fake`` detached. Each call is one D step
+        (it advances the R1 counter).
+        """
+        Dx = self.critic(D, gen)
+        terms = self.objective.d_loss(Dx, real, fake, gen=gen)
+        c = self.config
+        if c.r1_gamma > 0:
+            step = int(self.d_steps_done)
+            self.d_steps_done.add_(1)
+            if step % c.r1_every == 0:  # lazy regularisation (StyleGAN2): every r1_every steps, scaled up
+                r1 = (c.r1_gamma / 2 * c.r1_every) * r1_penalty(Dx, real)
+            else:
+                r1 = terms["loss"].new_zeros(())
+            terms["loss"] = terms["loss"] + r1
+            terms["loss/D/r1"] = r1
+        return terms
+
+    def g_terms(self, D: Callable[[torch.Tensor], torch.Tensor], fake: torch.Tensor,
+                gen: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """The G phase's terms; ``fake`` carries G's graph."""
+        return self.objective.g_loss(self.critic(D, gen), fake)
+
     def d_phase(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
         real = batch.x * 2 - 1
         with torch.no_grad():
             fake = self._fake(real.shape[0], gen)
-        return self.objective.d_loss(self.D, real, fake)
+        return self.d_terms(self.D, real, fake, gen)
 
     def g_phase(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.objective.g_loss(self.D, self._fake(batch.n, gen))
+        return self.g_terms(self.D, self._fake(batch.n, gen), gen)
 
     def phases(self) -> list[Phase]:
         c = self.config

@@ -5,6 +5,8 @@ Any square size ``base * 2**k`` with ``base`` in 3..7 and ``k >= 1`` works:
 code to a ``base x base`` feature map with a linear layer, then doubles the
 resolution ``k`` times with stride-2 transposed convolutions; the discriminator
 mirrors it with stride-2 convolutions and ends in one logit (no sigmoid).
+The discriminator can put spectral normalisation (Miyato et al. 2018) on every
+convolution (``spectral_norm=True``).
 """
 
 from __future__ import annotations
@@ -50,9 +52,28 @@ def _norm(kind: str, ch: int) -> nn.Module:
         return nn.BatchNorm2d(ch)
     if kind == "group":
         return nn.GroupNorm(min(32, ch // 4) or 1, ch)
+    if kind == "layer":  # one group: normalises each sample over all its channels and pixels
+        return nn.GroupNorm(1, ch)
     if kind == "none":
         return nn.Identity()
-    raise GanvaeError(f"norm {kind!r}: expected batch, group or none")
+    raise GanvaeError(f"norm {kind!r}: expected batch, group, layer or none")
+
+
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) on every conv and linear weight of ``module``, in place.
+
+    Uses ``torch.nn.utils.parametrizations.spectral_norm`` (one power iteration per
+    forward in training mode). Each weight becomes ``parametrizations.weight.original``
+    plus the power iteration's ``_u``/``_v`` buffers, all in the state_dict, so
+    checkpoints, exact resume and the safetensors export carry them. Call it after
+    the weights are initialised: its initial power iterations run on them.
+    """
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for m in list(module.modules()):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            spectral_norm(m)
+    return module
 
 
 class DCGANGenerator(nn.Module):
@@ -87,7 +108,7 @@ class DCGANDiscriminator(nn.Module):
     """image (B, C, H, W) in [-1, 1] -> logit (B,). No normalisation on the first layer."""
 
     def __init__(self, channels: int, image_size: int, width: int = 64, max_width: int = 512,
-                 norm: str = "batch"):
+                 norm: str = "batch", spectral_norm: bool = False):
         super().__init__()
         base, n_down = conv_plan(image_size)
         widths = list(reversed(_widths(width, n_down, max_width)))  # highest resolution first
@@ -101,6 +122,8 @@ class DCGANDiscriminator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Conv2d(widths[-1], 1, base)  # (B, C, base, base) -> (B, 1, 1, 1)
         _dcgan_init(self)
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Last feature map before the logit, (B, C, base, base)."""
@@ -117,6 +140,6 @@ def _dcgan_init(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):  # GroupNorm: "group" and "layer"
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)

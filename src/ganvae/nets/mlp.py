@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from .dcgan import apply_spectral_norm
+
 
 class MLPGenerator(nn.Module):
     """z (B, latent_dim) -> image (B, C, H, W) in [-1, 1]."""
@@ -39,7 +41,7 @@ class MLPDiscriminator(nn.Module):
     """image (B, C, H, W) -> logit (B,)."""
 
     def __init__(self, channels: int, image_size: int, hidden: tuple[int, ...] = (1024, 512, 256),
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, spectral_norm: bool = False):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         d = channels * image_size * image_size
@@ -50,6 +52,8 @@ class MLPDiscriminator(nn.Module):
             d = h
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(d, 1)
+        if spectral_norm:  # on every linear layer (Miyato et al. 2018)
+            apply_spectral_norm(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

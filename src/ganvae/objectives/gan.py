@@ -3,27 +3,50 @@
 With D(x) = sigmoid(l(x)):  log D(x) = -softplus(-l),  log(1 - D(x)) = -softplus(l).
 Each objective returns a dict of named terms; ``"loss"`` is what the phase minimises.
 Adding an objective means one class here and a registry line.
+
+``D`` is any callable image batch -> logits (B,): the discriminator module, or a
+wrapper (``functools.partial(D, y=y)`` for a conditional model, DiffAugment before D).
+``d_loss`` takes an optional keyword ``gen``, the phase's ``torch.Generator``, for
+objectives that draw random numbers (WGAN-GP's interpolation weights); objectives
+that draw none ignore it. Objective options come from the model config through
+:meth:`GANObjective.from_config`.
+
+Regularisers shared by every objective (R1) are plain functions here; the model
+adds them to the D phase's terms.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..registry import Registry
 
 GAN_OBJECTIVES: Registry[type["GANObjective"]] = Registry("GAN objective")
 
+Critic = Callable[[torch.Tensor], torch.Tensor]  # (B, C, H, W) -> logits (B,)
+
 
 class GANObjective:
     """Owns how D is called on real and generated batches and what each phase minimises."""
 
-    def d_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        """D phase. ``real``, ``fake``: (B, C, H, W) in [-1, 1]; ``fake`` is detached."""
+    @classmethod
+    def from_config(cls, config) -> "GANObjective":
+        """The objective with its options taken from the model config (``GANConfig``); none by default."""
+        return cls()
+
+    def d_loss(self, D: Critic, real: torch.Tensor, fake: torch.Tensor, *,
+               gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """D phase. ``real``, ``fake``: (B, C, H, W) in [-1, 1]; ``fake`` is detached.
+
+        ``gen``: the phase's random generator, for objectives that draw random numbers
+        (None: the global RNG).
+        """
         raise NotImplementedError
 
-    def g_loss(self, D: nn.Module, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+    def g_loss(self, D: Critic, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """G phase. ``fake`` carries the generator's graph."""
         raise NotImplementedError
 
@@ -46,11 +69,16 @@ def _d_terms(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> dict[str, 
     }
 
 
+def _logit_terms(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mean logits, for objectives whose logits are not log-odds."""
+    return {"D/real_logit": real_logits.mean().detach(), "D/fake_logit": fake_logits.mean().detach()}
+
+
 @GAN_OBJECTIVES.register("minimax")
 class Minimax(GANObjective):
     """Goodfellow et al. 2014 exactly: G minimises E[log(1 - D(G(z)))] = -E[softplus(l_fake)]."""
 
-    def d_loss(self, D, real, fake):
+    def d_loss(self, D, real, fake, *, gen=None):
         return _d_terms(D(real), D(fake))
 
     def g_loss(self, D, fake):
@@ -62,9 +90,110 @@ class Minimax(GANObjective):
 class NonSaturating(GANObjective):
     """The paper's practical variant: G maximises E[log D(G(z))], i.e. minimises softplus(-l_fake)."""
 
-    def d_loss(self, D, real, fake):
+    def d_loss(self, D, real, fake, *, gen=None):
         return _d_terms(D(real), D(fake))
 
     def g_loss(self, D, fake):
         adv = F.softplus(-D(fake)).mean()
         return {"loss": adv, "loss/G/adv": adv}
+
+
+@GAN_OBJECTIVES.register("hinge")
+class Hinge(GANObjective):
+    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018; SAGAN, Zhang et al. 2019).
+
+    D: E[relu(1 - l_real)] + E[relu(1 + l_fake)];  G: -E[l_fake].
+    """
+
+    def d_loss(self, D, real, fake, *, gen=None):
+        lr, lf = D(real), D(fake)
+        r, f = F.relu(1 - lr).mean(), F.relu(1 + lf).mean()
+        return {"loss": r + f, "loss/D/real": r, "loss/D/fake": f, **_logit_terms(lr, lf)}
+
+    def g_loss(self, D, fake):
+        adv = -D(fake).mean()
+        return {"loss": adv, "loss/G/adv": adv}
+
+
+@GAN_OBJECTIVES.register("least-squares")
+class LeastSquares(GANObjective):
+    """Least-squares GAN (Mao et al. 2017) with a=0 (fake), b=1 (real), c=1 (G's target).
+
+    D: 0.5 E[(l_real - 1)^2] + 0.5 E[l_fake^2];  G: 0.5 E[(l_fake - 1)^2].
+    """
+
+    def d_loss(self, D, real, fake, *, gen=None):
+        lr, lf = D(real), D(fake)
+        r, f = 0.5 * (lr - 1).square().mean(), 0.5 * lf.square().mean()
+        return {"loss": r + f, "loss/D/real": r, "loss/D/fake": f, **_logit_terms(lr, lf)}
+
+    def g_loss(self, D, fake):
+        adv = 0.5 * (D(fake) - 1).square().mean()
+        return {"loss": adv, "loss/G/adv": adv}
+
+
+@GAN_OBJECTIVES.register("wgan-gp")
+class WGANGP(GANObjective):
+    """Wasserstein GAN with gradient penalty (Gulrajani et al. 2017).
+
+    D (the critic): E[l_fake] - E[l_real] + gp_weight * E[(||grad_xhat l(xhat)||_2 - 1)^2]
+    on xhat = e*real + (1-e)*fake, e ~ U(0, 1) per sample (drawn from ``gen``),
+    plus ``drift * E[l_real^2]`` (Karras et al. 2018 use 1e-3; off by default) to keep
+    the critic's output near 0. G: -E[l_fake].
+
+    The penalty is per sample: D must not use BatchNorm (GANConfig.validate refuses it).
+    The paper trains the critic n_critic = 5 times per G step (``model.d_steps=5``),
+    with Adam lr 1e-4, betas (0, 0.9).
+    """
+
+    def __init__(self, gp_weight: float = 10.0, drift: float = 0.0):
+        self.gp_weight, self.drift = float(gp_weight), float(drift)
+
+    @classmethod
+    def from_config(cls, config) -> "WGANGP":
+        return cls(gp_weight=getattr(config, "gp_weight", 10.0), drift=getattr(config, "drift_weight", 0.0))
+
+    def d_loss(self, D, real, fake, *, gen=None):
+        lr, lf = D(real), D(fake)
+        r, f = -lr.mean(), lf.mean()
+        gp = self.gp_weight * gradient_penalty(D, real, fake, gen)
+        terms = {"loss/D/real": r, "loss/D/fake": f, "loss/D/gp": gp,
+                 "D/wasserstein": (lr.mean() - lf.mean()).detach(), **_logit_terms(lr, lf)}
+        loss = r + f + gp
+        if self.drift:
+            drift = self.drift * lr.square().mean()
+            terms["loss/D/drift"] = drift
+            loss = loss + drift
+        return {"loss": loss, **terms}
+
+    def g_loss(self, D, fake):
+        adv = -D(fake).mean()
+        return {"loss": adv, "loss/G/adv": adv}
+
+
+# ----------------------------------------------------------------------------- gradient penalties
+
+def input_gradient(D: Critic, x: torch.Tensor) -> torch.Tensor:
+    """grad_x sum_b D(x)_b, (B, C, H, W), with its graph (so a penalty on it trains D).
+
+    Works under ``torch.no_grad()`` too (grad mode is switched on locally).
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+    return grad
+
+
+def gradient_penalty(D: Critic, real: torch.Tensor, fake: torch.Tensor,
+                     gen: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP's E[(||grad D(xhat)||_2 - 1)^2] on random interpolates of real and fake (unweighted)."""
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    e = torch.rand(shape, generator=gen, device=real.device, dtype=real.dtype)
+    xhat = e * real.detach() + (1 - e) * fake.detach()
+    norm = torch.linalg.vector_norm(input_gradient(D, xhat).flatten(1), dim=1)
+    return (norm - 1).square().mean()
+
+
+def r1_penalty(D: Critic, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018) without its gamma/2: E[||grad_x D(x)||^2] on real images."""
+    return input_gradient(D, real).flatten(1).square().sum(1).mean()

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -121,3 +122,113 @@ def test_beta_elbo_terms():
     assert math.isclose(terms["loss/kl"].item(), 0.125, rel_tol=1e-6)
     assert math.isclose(terms["loss"].item(), recon + 4 * 0.125, rel_tol=1e-6)
     assert math.isclose(terms["elbo"].item(), -(recon + 0.125), rel_tol=1e-6)
+
+
+# ----------------------------------------------------------------------------- beta-TCVAE
+
+def _normal_pdf(v, mu, var):
+    return math.exp(-0.5 * (v - mu) ** 2 / var) / math.sqrt(2 * math.pi * var)
+
+
+def test_mss_weights_rows_sum_to_one_and_match_the_paper():
+    from ganvae.objectives.vae import mss_log_weights
+
+    n, b = 100, 4
+    w = mss_log_weights(b, n, dtype=torch.float64).exp()
+    torch.testing.assert_close(w.sum(1), torch.ones(b, dtype=torch.float64))
+    m = b - 1
+    expected = torch.full((b, b), 1 / m, dtype=torch.float64)
+    for i in range(b):
+        expected[i, i] = 1 / n
+        expected[i, (i + 1) % b] = (n - m) / (n * m)
+    torch.testing.assert_close(w, expected)
+    assert mss_log_weights(1, n).exp().item() == pytest.approx(1 / n)
+    # N below the batch size is raised to it
+    torch.testing.assert_close(mss_log_weights(4, 2), mss_log_weights(4, 4))
+
+
+def test_tc_decomposition_by_hand_on_two_points():
+    """B = 2: q(z_0) = 1/N q(z_0|x_0) + (N-1)/N q(z_0|x_1), per dimension for the product of marginals."""
+    from ganvae.objectives.vae import tc_decomposition
+
+    n = 10
+    mean = torch.tensor([[0.0, 1.0], [2.0, -1.0]], dtype=torch.float64)
+    var = torch.tensor([[1.0, 0.25], [4.0, 1.0]], dtype=torch.float64)
+    z = torch.tensor([[0.5, 0.5], [1.0, -2.0]], dtype=torch.float64)
+    d = tc_decomposition(z, mean, var.log(), n)
+    for i in range(2):
+        j = 1 - i
+        p = [[_normal_pdf(z[i, k].item(), mean[r, k].item(), var[r, k].item()) for k in range(2)] for r in range(2)]
+        qz_x = p[i][0] * p[i][1]
+        qz = qz_x / n + (n - 1) / n * p[j][0] * p[j][1]
+        qz_prod = math.prod(p[i][k] / n + (n - 1) / n * p[j][k] for k in range(2))
+        pz = _normal_pdf(z[i, 0].item(), 0, 1) * _normal_pdf(z[i, 1].item(), 0, 1)
+        assert d["log_qz_x"][i].item() == pytest.approx(math.log(qz_x), rel=1e-12)
+        assert d["log_qz"][i].item() == pytest.approx(math.log(qz), rel=1e-12)
+        assert d["log_qz_prod"][i].item() == pytest.approx(math.log(qz_prod), rel=1e-12)
+        assert d["log_pz"][i].item() == pytest.approx(math.log(pz), rel=1e-12)
+
+
+def _tc_setup(params, seed=0):
+    x = torch.rand(params.shape[0], 1, 2, 2, generator=torch.Generator().manual_seed(seed))
+
+    def enc(_):
+        return params
+
+    def dec(z):
+        return z[:, :1, None, None].expand(-1, 1, 2, 2)
+
+    return x, enc, dec, LIKELIHOODS.get("bernoulli")()
+
+
+def test_tc_terms_sum_to_the_sampled_kl_and_weights_apply():
+    from ganvae.objectives import BetaTCELBO
+    from ganvae.objectives.vae import standard_normal_log_prob
+
+    g = torch.Generator().manual_seed(1)
+    params = torch.cat([torch.randn(16, 3, generator=g), torch.randn(16, 3, generator=g) * 0.5 - 1], 1)
+    x, enc, dec, lik = _tc_setup(params)
+    t = BetaTCELBO(1, 1, 1, dataset_size=1000)(enc, dec, lik, x, torch.Generator().manual_seed(0))
+    # the same sample z, redrawn with the same generator
+    q = DiagonalGaussian(params)
+    z = q.sample(torch.Generator().manual_seed(0))
+    kl_mc = (q.log_prob(z) - standard_normal_log_prob(z)).mean()
+    total = t["loss/mi"] + t["loss/tc"] + t["loss/dwkl"]
+    torch.testing.assert_close(total, kl_mc, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(t["loss"], t["loss/recon"] + kl_mc, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(t["loss/kl"], q.kl().mean())
+    assert t["elbo"].item() == pytest.approx(-(t["loss/recon"] + t["loss/kl"]).item(), rel=1e-6)
+    w = BetaTCELBO(2.0, 6.0, 0.5, dataset_size=1000)(enc, dec, lik, x, torch.Generator().manual_seed(0))
+    expected = w["loss/recon"] + 2 * w["loss/mi"] + 6 * w["loss/tc"] + 0.5 * w["loss/dwkl"]
+    torch.testing.assert_close(w["loss"], expected)
+    assert t["loss/mi"].item() > 0  # posteriors far apart: the code tells the examples apart
+
+
+def test_tc_mi_and_tc_vanish_when_the_encoder_ignores_x():
+    """Identical factorised posteriors: q(z) = q(z|x) = prod_d q(z_d) exactly (MSS weights sum to one)."""
+    from ganvae.objectives import BetaTCELBO
+
+    params = torch.tensor([[0.3, -0.7, 1.2, math.log(0.5), 0.0, math.log(2.0)]]).expand(8, 6).double()
+    x, enc, dec, lik = _tc_setup(params)
+    t = BetaTCELBO(dataset_size=50)(enc, dec, lik, x.double(), torch.Generator().manual_seed(0))
+    assert abs(t["loss/mi"].item()) < 1e-10 and abs(t["loss/tc"].item()) < 1e-10
+    assert t["loss/dwkl"].item() == pytest.approx((t["loss"] - t["loss/recon"]).item(), rel=1e-9)
+
+
+def test_tcvae_and_beta_vae_defaults():
+    from ganvae.models import MODELS
+
+    assert MODELS.get("beta-vae").config_class().beta == 4.0
+    assert MODELS.get("vae").config_class().beta == 1.0
+    c = MODELS.get("tcvae").config_class()
+    assert (c.alpha, c.beta, c.gamma, c.dataset_size) == (1.0, 6.0, 1.0, None)
+
+
+def test_training_fills_tcvae_dataset_size_from_the_data():
+    import ganvae
+
+    cfg = ganvae.train("tcvae", "digits", dry_run=True, progress=False, log=lambda *_: None)
+    assert cfg.model.dataset_size is not None and cfg.model.dataset_size > 100
+    cfg = ganvae.train("tcvae", "digits", dry_run=True, progress=False, log=lambda *_: None,
+                       set=["model.dataset_size=5000"])
+    assert cfg.model.dataset_size == 5000  # an explicit N is kept

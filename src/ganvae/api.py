@@ -74,6 +74,8 @@ def build_raw(model: str | None = None, data: str | None = None, *, objective: s
 def _fill_from_data(cfg: RunConfig, meta: dict) -> RunConfig:
     """The model's image_size/channels/num_classes come from the data; a conflicting explicit value is an error."""
     fill = {"image_size": meta["image_size"], "channels": meta["channels"], "num_classes": meta.get("num_classes")}
+    if getattr(cfg.model, "dataset_size", 0) is None:  # beta-TCVAE's N: the train set size, unless given
+        fill["dataset_size"] = meta["n_train"]
     for k, v in fill.items():
         given = getattr(cfg.model, k)
         if given is not None and given != v and k != "num_classes":

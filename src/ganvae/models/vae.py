@@ -1,4 +1,4 @@
-"""VAEs: an encoder q(z | x), a decoder p(x | z), the beta-weighted ELBO; one phase."""
+"""VAEs: an encoder q(z | x), a decoder p(x | z), the beta-weighted ELBO (or beta-TCVAE); one phase."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 from ..errors import GanvaeError
 from ..nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
-from ..objectives import LIKELIHOODS, BetaELBO, DiagonalGaussian
+from ..objectives import LIKELIHOODS, BetaELBO, BetaTCELBO, DiagonalGaussian
 from .base import Batch, GenerativeModel, ModelConfigBase, Phase
 
 
@@ -32,6 +32,9 @@ class VAEConfig(ModelConfigBase):
             raise GanvaeError(f"model.lr: expected > 0, got {self.lr}")
         if self.latent_dim < 1:
             raise GanvaeError(f"model.latent_dim: expected >= 1, got {self.latent_dim}")
+
+    def make_objective(self):
+        return BetaELBO(self.beta)
 
 
 @dataclass
@@ -56,6 +59,34 @@ class MLPVAEConfig(VAEConfig):
                 MLPDecoder(self.latent_dim, out, self.image_size, self.dec_hidden))
 
 
+@dataclass
+class BetaVAEConfig(ConvVAEConfig):
+    """The convolutional VAE with beta = 4 (Higgins et al. 2017)."""
+
+    beta: float = 4.0                 # weight of the KL term
+
+
+@dataclass
+class TCVAEConfig(ConvVAEConfig):
+    """beta-TCVAE (Chen et al. 2018): the KL split into index-code MI, total correlation, dimension-wise KL."""
+
+    alpha: float = 1.0                # weight of the index-code mutual information I(x; z)
+    beta: float = 6.0                 # weight of the total correlation TC(z)
+    gamma: float = 1.0                # weight of the dimension-wise KL sum_d KL(q(z_d) || p(z_d))
+    dataset_size: int | None = None   # N for minibatch stratified sampling; training fills it from the data
+
+    def validate(self) -> None:
+        super().validate()
+        for k in ("alpha", "gamma"):
+            if getattr(self, k) < 0:
+                raise GanvaeError(f"model.{k}: expected >= 0, got {getattr(self, k)}")
+        if self.dataset_size is not None and self.dataset_size < 1:
+            raise GanvaeError(f"model.dataset_size: expected >= 1 or null, got {self.dataset_size}")
+
+    def make_objective(self):
+        return BetaTCELBO(self.alpha, self.beta, self.gamma, self.dataset_size)
+
+
 class VAE(GenerativeModel):
     family = "vae"
     generator_name = "decoder"
@@ -65,7 +96,7 @@ class VAE(GenerativeModel):
         super().__init__(config)
         self.encoder, self.decoder = config.build()
         self.likelihood = LIKELIHOODS.get(config.likelihood)(sigma=config.sigma, channels=config.channels)
-        self.objective = BetaELBO(config.beta)
+        self.objective = config.make_objective()
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
         """x (B, C, H, W) in [0, 1] -> q(z | x)."""

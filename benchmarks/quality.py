@@ -36,8 +36,9 @@ from ganvae.training import checkpoint as ckpt
 MODELS = {
     "dcgan": {"set": [], "metrics": "fid,kid,pr,dc,is"},
     "vae": {"set": ["data.binarize=true"], "metrics": "fid,kid,pr,dc,is"},
+    "cdcgan": {"set": [], "metrics": "fid,kid,pr,dc,is,cacc"},  # the conditional DCGAN, for the same budgets
 }
-SHOW = ["fid", "kid", "precision", "recall", "density", "coverage", "is", "elbo", "nll", "nll_bits_per_dim"]
+SHOW = ["fid", "kid", "precision", "recall", "density", "coverage", "is", "cacc", "elbo", "nll", "nll_bits_per_dim"]
 
 
 def bench_model(name: str, budgets: list[float], args) -> list[dict]:

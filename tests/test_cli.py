@@ -77,7 +77,7 @@ def test_resume_continues(trained, capsys):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["train", "--model", "nope", "--data", "digits"], "unknown model 'nope'; valid names: dcgan"),
+    (["train", "--model", "nope", "--data", "digits"], "unknown model 'nope'; valid names: beta-vae, cdcgan, cvae, dcgan"),
     (["train", "--data", "nosuch"], "unknown data source 'nosuch'"),
     (["train", "--data", "folder:/does/not/exist"], "/does/not/exist"),
     (["train", "--objective", "wat", "--data", "digits"], "unknown GAN objective 'wat'"),

@@ -3,6 +3,8 @@
     ganvae train --model dcgan --data mnist --steps 2000 --out runs/x
     ganvae sample runs/x -n 64 --seed 0 --out grid.png
     ganvae info runs/x
+    ganvae traverse runs/x --dims 0-9 --range 3
+    ganvae interpolate runs/x --seeds 1 2 --steps 10
 """
 
 from __future__ import annotations
@@ -92,7 +94,39 @@ def _add_sample(sub) -> None:
     p.add_argument("--out", help="grid.png, DIR/ or x.npz (default: RUN/sample_seed<seed>.png)")
     p.add_argument("--nrow", type=int, help="images per grid row (default: about sqrt(n))")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    p.add_argument("--class", dest="cls", type=int, metavar="K", help="conditional models: every image of class K")
+    p.add_argument("--class-name", metavar="NAME", help="conditional models: class by name (where the data has names)")
+    p.add_argument("--per-class", type=int, metavar="K",
+                   help="conditional models: K images of every class, one grid row per class (overrides -n)")
     p.set_defaults(func=cmd_sample)
+
+
+def sample_labels(model, cls: int | None, class_name: str | None, per_class: int | None, n: int):
+    """Resolve --class / --class-name / --per-class into (n, labels or None, nrow or None)."""
+    if sum(x is not None for x in (cls, class_name, per_class)) > 1:
+        raise GanvaeError("give one of --class, --class-name, --per-class")
+    if cls is None and class_name is None and per_class is None:
+        return n, None, None
+    if not getattr(model, "conditional", False):
+        raise GanvaeError(f"--class/--class-name/--per-class need a conditional model (cdcgan, cvae); "
+                          f"this run is {model.registered_name}")
+    c = model.config.num_classes
+    if class_name is not None:
+        names = (model.meta.get("data") or {}).get("class_names")
+        if not names:
+            raise GanvaeError("--class-name: this run's data has no class names; use --class K (0.."
+                              f"{c - 1})")
+        if class_name not in names:
+            raise GanvaeError(f"--class-name {class_name!r}: expected one of {', '.join(map(str, names))}")
+        cls = names.index(class_name)
+    if cls is not None:
+        if not 0 <= cls < c:
+            raise GanvaeError(f"--class {cls}: expected 0..{c - 1}")
+        return n, cls, None
+    if per_class < 1 or per_class * c > 100_000:
+        raise GanvaeError(f"--per-class {per_class}: expected 1 to {100_000 // c}")
+    import torch
+    return per_class * c, torch.arange(c).repeat_interleave(per_class), per_class
 
 
 def cmd_sample(a) -> int:
@@ -108,7 +142,9 @@ def cmd_sample(a) -> int:
     if not is_dir and suffix not in (".png", ".npz"):
         raise GanvaeError(f"--out {out}: expected a .png grid, a .npz file, or a folder ending in /")
     model = load(a.run, device=resolve_device(a.device))
-    imgs = model.sample(a.n, seed=a.seed)
+    n, labels, nrow = sample_labels(model, a.cls, a.class_name, a.per_class, a.n)
+    a.n, a.nrow = n, a.nrow or nrow
+    imgs = model.sample(n, seed=a.seed, labels=labels)
     if is_dir:
         paths = save_each(imgs, out)
         print(f"wrote {len(paths)} images to {out}")
@@ -182,6 +218,89 @@ def cmd_eval(a) -> int:
     return 0
 
 
+def _add_traverse(sub) -> None:
+    p = sub.add_parser(
+        "traverse", help="latent traversal grid: one row per latent dimension",
+        description="Write a PNG grid: row r sweeps latent dimension r over -RANGE..+RANGE (prior standard "
+                    "deviations) while the other dimensions keep a base code: the posterior mean of --image "
+                    "(VAEs) or else a prior sample from --seed.")
+    p.add_argument("run", help="run folder (or its model/ folder)")
+    p.add_argument("--dims", help="dimensions, e.g. 0-9 or 0,3,5 (default: all)")
+    p.add_argument("--range", type=float, default=3.0, help="sweep -RANGE..+RANGE (default: 3)")
+    p.add_argument("--steps", type=int, default=9, help="columns per row (default: 9)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prior base code (default: 0)")
+    p.add_argument("--image", help="VAEs: take the base code from this image (its posterior mean)")
+    p.add_argument("--relative", action="store_true", help="add the sweep to the base value instead of replacing it")
+    p.add_argument("--out", help="grid .png (default: RUN/traverse_seed<seed>.png or RUN/traverse_<image>.png)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    p.set_defaults(func=cmd_traverse)
+
+
+def _png_out(out: str) -> Path:
+    if Path(out).suffix.lower() != ".png":
+        raise GanvaeError(f"--out {out}: expected a .png file")
+    return Path(out)
+
+
+def cmd_traverse(a) -> int:
+    from .api import load
+    from .images import save_grid
+    from .latent import traverse
+    from .training.loop import resolve_device
+
+    default = f"traverse_{Path(a.image).stem}.png" if a.image else f"traverse_seed{a.seed}.png"
+    out = _png_out(a.out or str(Path(a.run) / default))
+    if a.image and not Path(a.image).is_file():
+        raise GanvaeError(f"--image {a.image}: no such file")
+    model = load(a.run, device=resolve_device(a.device))
+    imgs = traverse(model, a.dims, a.range, a.steps, seed=a.seed, image=a.image, relative=a.relative)
+    save_grid(imgs, out, nrow=a.steps)
+    print(f"wrote a traversal of {imgs.shape[0] // a.steps} dimensions x {a.steps} steps to {out}")
+    return 0
+
+
+def _add_interpolate(sub) -> None:
+    p = sub.add_parser(
+        "interpolate", help="interpolate between two latent codes: a PNG strip and an animated GIF",
+        description="Decode the slerp between two codes: prior samples from --seeds, or (VAEs) the posterior "
+                    "means of two --images. Writes OUT (.png strip) and the same frames as OUT with .gif.")
+    p.add_argument("run", help="run folder (or its model/ folder)")
+    p.add_argument("--seeds", type=int, nargs=2, metavar=("A", "B"), help="seeds of the two prior codes (default: 0 1)")
+    p.add_argument("--images", nargs=2, metavar=("A", "B"), help="VAEs: interpolate between these two images' codes")
+    p.add_argument("--steps", type=int, default=10, help="frames, endpoints included (default: 10)")
+    p.add_argument("--ms", type=int, default=120, help="GIF milliseconds per frame (default: 120)")
+    p.add_argument("--out", help="strip .png; the GIF goes beside it (default: RUN/interp_seed<A>-<B>.png)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    p.set_defaults(func=cmd_interpolate)
+
+
+def cmd_interpolate(a) -> int:
+    from .api import load
+    from .images import save_grid
+    from .latent import interpolate, save_gif
+    from .training.loop import resolve_device
+
+    if a.seeds and a.images:
+        raise GanvaeError("give --seeds or --images, not both")
+    if a.ms < 1:
+        raise GanvaeError(f"--ms {a.ms}: expected a positive number of milliseconds")
+    seeds = tuple(a.seeds) if a.seeds else (0, 1)
+    if a.images:
+        default = f"interp_{Path(a.images[0]).stem}-{Path(a.images[1]).stem}.png"
+    else:
+        default = f"interp_seed{seeds[0]}-{seeds[1]}.png"
+    out = _png_out(a.out or str(Path(a.run) / default))
+    for im in a.images or []:
+        if not Path(im).is_file():
+            raise GanvaeError(f"--images {im}: no such file")
+    model = load(a.run, device=resolve_device(a.device))
+    frames = interpolate(model, seeds, a.steps, images=a.images)
+    save_grid(frames, out, nrow=a.steps)
+    gif = save_gif(frames, out.with_suffix(".gif"), ms=a.ms)
+    print(f"wrote {a.steps} frames to {out} and {gif}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -193,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample(sub)
     _add_info(sub)
     _add_eval(sub)
+    _add_traverse(sub)
+    _add_interpolate(sub)
     return parser
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_config, tiny_model
+from model_helpers import tiny_config, tiny_model
+from ganvae.errors import GanvaeError
 from ganvae.export import load_model, save_model
 from ganvae.models import MODELS, Batch, build
 
@@ -15,7 +16,7 @@ NAMES = MODELS.names()
 def fixed_batch(channels=1, size=8, n=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, channels, size, size, generator=g)
-    return Batch((x > 0.5).float() * 0.9 + 0.05)
+    return Batch((x > 0.5).float() * 0.9 + 0.05, torch.arange(n) % 3)  # labels: conditional models use them
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -93,3 +94,19 @@ def test_config_is_complete_and_rebuilds(name):
     assert MODELS.get(name).config_class is type(cfg)
     m = build(name, cfg)
     assert m.config is cfg and m.registered_name == name
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if MODELS.get(n).model_class.conditional])
+def test_conditional_sampling_follows_the_label(name):
+    m = tiny_model(name)
+    a, b = m.sample(4, seed=1, labels=0), m.sample(4, seed=1, labels=2)
+    torch.testing.assert_close(a, m.sample(4, seed=1, labels=[0, 0, 0, 0]), rtol=0, atol=0)
+    assert not torch.equal(a, b)  # same noise, another class: other images
+    with pytest.raises(GanvaeError, match="class 3"):
+        m.sample(2, seed=0, labels=3)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if not MODELS.get(n).model_class.conditional])
+def test_unconditional_models_refuse_labels(name):
+    with pytest.raises(GanvaeError, match="not conditional"):
+        tiny_model(name).sample(2, seed=0, labels=1)

@@ -77,7 +77,7 @@ def evaluate(run: str | Path, metrics: str | list[str] = "fid,kid,pr,dc", n: int
     if ref_all.shape[0] < 2:
         raise GanvaeError(f"data split {split!r} of {cfg.data.source} has {ref_all.shape[0]} images; nothing to compare")
     net_name = pick_feature_net(splits.meta, cfg.data.source) if feature_net == "auto" else feature_net
-    uses_features = any(METRICS.get(m).uses in ("features", "logits") for m in names)
+    uses_features = any(METRICS.get(m).uses in ("features", "logits", "conditional") for m in names)
     net = get_feature_net(net_name, device=device, **({"weights_path": inception_weights}
                                                        if net_name == "inception" else {})) if uses_features else None
     if "kid" in names and min(n, ref_all.shape[0]) < kid_subset_size:
@@ -88,6 +88,10 @@ def evaluate(run: str | Path, metrics: str | list[str] = "fid,kid,pr,dc", n: int
     ref = Side(_subset(ref_all, n, seed).float() / 255, net)
     gen = Side(model.sample(n, seed=seed).cpu(), net)
     opts = {"seed": seed, "k": k, "kid_subset_size": kid_subset_size, "binarize": cfg.data.binarize}
+    factors = getattr(splits, split).factors  # for mig/dci: the same seeded subset as the reference images
+    opts["factors"] = None if factors is None else _subset(factors, n, seed)
+    labels = getattr(splits, split).labels  # for cacc: the reference images' classes, the same subset
+    opts["ref_labels"] = _subset(labels, n, seed) if labels is not None and labels.dim() == 1 else None
     sides = {"value": EvalInputs(gen, ref, model, opts)}
     if baselines:
         floor_imgs = _subset(splits.train.images, n, seed + 1).float() / 255
@@ -119,8 +123,8 @@ def evaluate(run: str | Path, metrics: str | list[str] = "fid,kid,pr,dc", n: int
                 "reference_split": split,
                 "step": meta.get("step"),
                 "seed": seed,
-                "protocol": spec.summary + (f"; k={k}" if spec.uses == "model" else "")
-                + ("; binarised" if spec.uses == "model" and cfg.data.binarize else ""),
+                "protocol": spec.summary + (f"; k={k}" if m == "nll" else "")
+                + ("; binarised" if m == "nll" and cfg.data.binarize else ""),
                 "model_path": str(run / "model"),
                 "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             }
@@ -177,7 +181,8 @@ class TrainingEvaluator:
         self.ref = Side(_subset(splits.test.images, n, seed).float() / 255, self.net)
         if self.net is not None:
             _ = self.ref.features  # once
-        self.opts = {"seed": seed, "k": 100}
+        self.opts = {"seed": seed, "k": 100, "factors": None if splits.test.factors is None
+                     else _subset(splits.test.factors, n, seed)}
 
     def __call__(self, model, net=None) -> dict[str, float]:
         gen = Side(model.sample(self.n, seed=self.seed, net=net).cpu(), self.net)

@@ -26,6 +26,8 @@ Python floats (``gaussian_stats`` returns float64 numpy arrays).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg
 
@@ -74,7 +76,9 @@ def _trace_sqrt_product_eigh(s1: np.ndarray, s2: np.ndarray) -> float:
 
 
 def _trace_sqrt_product_sqrtm(s1: np.ndarray, s2: np.ndarray, eps: float) -> float:
-    covmean = linalg.sqrtm(s1 @ s2)
+    with warnings.catch_warnings():  # singular products are handled below (offset, or a clear error)
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():
         offset = np.eye(s1.shape[0]) * eps
         covmean = linalg.sqrtm((s1 + offset) @ (s2 + offset))

@@ -103,11 +103,40 @@ def _modes(x: EvalInputs):
     return {k: float(v) for k, v in out.items() if isinstance(v, (int, float))}
 
 
+def _cacc(x: EvalInputs):
+    """Conditional accuracy: the share of samples of class c that the feature net's classifier calls c."""
+    net = x.gen.net
+    if x.model is None:  # the floor: the classifier on real reference images with their true labels
+        y = x.opts.get("ref_labels")
+        if y is None:
+            return {}
+        pred = x.ref.logits.argmax(1)
+        return {"cacc": (pred == y.to(pred.device)).double().mean().item()}
+    m = x.model
+    if not getattr(m, "conditional", False):
+        raise GanvaeError(f"metric cacc needs a conditional model (cdcgan, cvae); this run is {m.registered_name}")
+    c = m.config.num_classes
+    n = x.gen.images.shape[0]
+    labels = torch.arange(n) % c  # every class equally often
+    imgs = m.sample(n, seed=x.opts.get("seed", 0), labels=labels).cpu()
+    logits = net.logits(imgs)
+    if logits is None or logits.shape[1] != c:
+        raise GanvaeError(f"metric cacc needs a feature net whose classifier has the run's {c} classes "
+                          f"(feature net {net.name!r} has {None if logits is None else logits.shape[1]}); "
+                          "for digits use --feature-net mnist")
+    return {"cacc": (logits.argmax(1) == labels).double().mean().item()}
+
+
 def _nll(x: EvalInputs):
     from .likelihood import vae_bounds
     m = x.model
     if m is None or getattr(m, "family", None) != "vae":
         raise GanvaeError("metric nll needs a VAE run (it bounds log p(x) with the encoder)")
+    if getattr(m, "conditional", False):
+        raise GanvaeError("metric nll: the bound for conditional VAEs (log p(x | y)) is not implemented")
+    if not hasattr(m, "likelihood"):
+        raise GanvaeError(f"metric nll: {m.registered_name} has no pixel likelihood p(x | z) to bound "
+                          "(its reconstruction is measured in a discriminator's features)")
     r = vae_bounds(m, x.ref.images, k=x.opts.get("k", 5000), seed=x.opts.get("seed", 0),
                    binarize=x.opts.get("binarize", False))
     return {"elbo": r["elbo"], "nll": r["nll"], "nll_bits_per_dim": r["nll_bits_per_dim"]}
@@ -124,5 +153,44 @@ METRICS.add("is", Metric(_is, ("is", "is_std"), (False, False), "logits",
                          "Inception-Score-style exp E KL(p(y|x)||p(y)) from the feature net's classifier, 10 splits"))
 METRICS.add("modes", Metric(_modes, ("modes_covered", "kl_to_uniform", "tv_to_reference"), (False, True, True),
                             "logits", "class histogram of samples by the feature net's classifier"))
+METRICS.add("cacc", Metric(_cacc, ("cacc",), (False,), "conditional",
+                           "conditional models: share of class-c samples the feature net classifies as c, "
+                           "classes balanced"))
 METRICS.add("nll", Metric(_nll, ("elbo", "nll", "nll_bits_per_dim"), (False, True, True), "model",
                           "VAE: held-out ELBO and importance-weighted bound L_k (Burda et al. 2016)"))
+
+
+def _codes_and_factors(x: EvalInputs, metric: str):
+    from .mig import encode_means
+    factors = x.opts.get("factors")
+    if x.model is None or getattr(x.model, "family", None) != "vae":
+        raise GanvaeError(f"metric {metric} needs a VAE run (it reads the encoder's posterior means)")
+    if factors is None:
+        raise GanvaeError(f"metric {metric} needs data with ground-truth factors (e.g. --data shapes); "
+                          "this run's data has none")
+    if "codes" not in x.cache:
+        x.cache["codes"] = encode_means(x.model, x.ref.images)
+    return x.cache["codes"], factors
+
+
+def _mig(x: EvalInputs):
+    from .mig import mig
+    codes, factors = _codes_and_factors(x, "mig")
+    return {"mig": mig(codes, factors)["mig"]}
+
+
+def _dci(x: EvalInputs):
+    from .mig import dci
+    codes, factors = _codes_and_factors(x, "dci")
+    r = dci(codes, factors, seed=x.opts.get("seed", 0))
+    return {"dci_disentanglement": r["disentanglement"], "dci_completeness": r["completeness"],
+            "dci_informativeness": r["informativeness"]}
+
+
+METRICS.add("mig", Metric(_mig, ("mig",), (False,), "model",
+                          "VAE: mutual information gap of posterior means vs the data's factors, 20 bins "
+                          "(Chen et al. 2018)"))
+METRICS.add("dci", Metric(_dci, ("dci_disentanglement", "dci_completeness", "dci_informativeness"),
+                          (False, False, False), "model",
+                          "VAE: DCI of posterior means vs the data's factors, random-forest importances "
+                          "(Eastwood & Williams 2018)"))

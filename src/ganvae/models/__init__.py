@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from ..registry import Registry
 from .base import Batch, GenerativeModel, ModelConfigBase, Phase, standing_stats
 from .gan import GAN, DCGANConfig, GANConfig, MLPGANConfig
-from .vae import VAE, ConvVAEConfig, MLPVAEConfig, VAEConfig
+from .conditional import CondDCGANConfig, ConditionalGAN, ConditionalVAE, CVAEConfig
+from .vaegan import VAEGAN, VAEGANConfig
+from .vae import VAE, BetaVAEConfig, ConvVAEConfig, MLPVAEConfig, TCVAEConfig, VAEConfig
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,13 @@ MODELS.add("dcgan", ModelSpec(GAN, DCGANConfig, "DCGAN-style convolutional GAN (
 MODELS.add("mlp-gan", ModelSpec(GAN, MLPGANConfig, "the founding document's dense GAN"))
 MODELS.add("vae", ModelSpec(VAE, ConvVAEConfig, "convolutional VAE, beta-weighted ELBO"))
 MODELS.add("mlp-vae", ModelSpec(VAE, MLPVAEConfig, "MLP VAE, beta-weighted ELBO"))
+MODELS.add("cdcgan", ModelSpec(ConditionalGAN, CondDCGANConfig,
+                              "class-conditional DCGAN: label embedding in G, projection D"))
+MODELS.add("cvae", ModelSpec(ConditionalVAE, CVAEConfig, "class-conditional convolutional VAE"))
+MODELS.add("vae-gan", ModelSpec(VAEGAN, VAEGANConfig,
+                               "VAE with a discriminator's feature-matching reconstruction (Larsen et al. 2016)"))
+MODELS.add("beta-vae", ModelSpec(VAE, BetaVAEConfig, "convolutional VAE with beta=4 (Higgins et al. 2017)"))
+MODELS.add("tcvae", ModelSpec(VAE, TCVAEConfig, "convolutional beta-TCVAE, TC weight 6 (Chen et al. 2018)"))
 
 
 def build(name: str, config) -> GenerativeModel:
@@ -36,5 +45,5 @@ def build(name: str, config) -> GenerativeModel:
 
 
 __all__ = ["MODELS", "ModelSpec", "build", "Batch", "Phase", "GenerativeModel", "ModelConfigBase",
-           "standing_stats", "GAN", "VAE", "GANConfig", "DCGANConfig", "MLPGANConfig",
-           "VAEConfig", "ConvVAEConfig", "MLPVAEConfig"]
+           "standing_stats", "GAN", "VAE", "ConditionalGAN", "ConditionalVAE", "VAEGAN", "VAEGANConfig", "CondDCGANConfig", "CVAEConfig", "GANConfig", "DCGANConfig", "MLPGANConfig",
+           "VAEConfig", "ConvVAEConfig", "MLPVAEConfig", "BetaVAEConfig", "TCVAEConfig"]

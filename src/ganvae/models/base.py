@@ -68,8 +68,19 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     # -- generation
-    def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw n latent codes from the prior, (n, latent_dim)."""
+    conditional: ClassVar[bool] = False  # takes class labels (cdcgan, cvae)
+
+    def latent(self, n: int, generator: torch.Generator | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Draw n latent codes from the prior, (n, latent_dim).
+
+        Conditional models append the class label as one more column (see
+        :class:`ganvae.models.conditional`); ``labels`` fixes the classes.
+        """
+        if labels is not None:
+            from ..errors import GanvaeError
+            raise GanvaeError(f"model {self.registered_name or type(self).__name__!r} is not conditional; "
+                              "class labels need a conditional model (cdcgan, cvae)")
         dev = self.device
         return torch.randn(n, self.config.latent_dim, generator=generator, device=dev)
 
@@ -79,16 +90,26 @@ class GenerativeModel(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = None, *, net: nn.Module | None = None,
-               batch_size: int = 256) -> torch.Tensor:
+               batch_size: int = 256, labels: torch.Tensor | int | list[int] | None = None) -> torch.Tensor:
         """``n`` images (n, C, H, W), float in [0, 1], on the model's device.
 
         Same ``seed`` -> same images (the codes come from a private generator; the
         global RNG is untouched). ``net`` replaces the generator network (the loop
-        passes its EMA copy).
+        passes its EMA copy). ``labels`` (conditional models only): one class for all,
+        or one per image.
         """
         gen = torch.Generator(device=self.device)
         gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % (2**63)))
-        z = self.latent(n, gen)
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.long, device=self.device).flatten()
+            if labels.numel() == 1:
+                labels = labels.expand(n)
+            if labels.numel() != n:
+                from ..errors import GanvaeError
+                raise GanvaeError(f"labels: expected 1 or {n} class labels, got {labels.numel()}")
+            z = self.latent(n, gen, labels=labels)
+        else:
+            z = self.latent(n, gen)
         was_training = self.training
         net_ = net if net is not None else getattr(self, self.generator_name)
         net_training = net_.training

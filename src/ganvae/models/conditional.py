@@ -1,0 +1,142 @@
+"""Class-conditional GAN and VAE: ``cdcgan`` (label embedding in G, projection D) and ``cvae``.
+
+A conditional model's latent code carries its class: :meth:`latent` returns
+``(n, latent_dim + 1)`` with the label (as a float) in the last column, so every generic
+path (``sample()``, the loop's grids, EMA and standing statistics) works unchanged;
+``model.sample(n, labels=7)`` or ``labels=[...]`` fixes the classes, otherwise they are drawn
+uniformly from the sampling generator. Training draws fake labels uniformly (each class
+equally often in expectation) and uses the real batch's labels for real images.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import GanvaeError
+from ..nets import ConvDecoder, ConvEncoder, DCGANDiscriminator, DCGANGenerator
+from ..nets.conditional import (ConditionalDecoder, ConditionalEncoder, ConditionalGenerator,
+                                ProjectionDiscriminator)
+from ..objectives import LIKELIHOODS
+from ..objectives.vae import DiagonalGaussian
+from .base import Batch
+from .gan import GAN, DCGANConfig
+from .vae import VAE, ConvVAEConfig
+
+
+def _need_classes(cfg, name: str) -> int:
+    if not cfg.num_classes or cfg.num_classes < 2:
+        raise GanvaeError(f"{name} is class-conditional: the data needs integer class labels with at least 2 "
+                          f"classes (got num_classes={cfg.num_classes}); use a labelled source such as mnist, "
+                          "digits or a folder: with one subfolder per class")
+    return cfg.num_classes
+
+
+class _Conditional:
+    """Latent codes that carry the label in their last column."""
+
+    conditional = True
+
+    def latent(self, n, generator=None, labels=None):
+        dev = self.device
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=dev)
+        if labels is None:
+            labels = torch.randint(0, self.config.num_classes, (n,), generator=generator, device=dev)
+        else:
+            labels = torch.as_tensor(labels, dtype=torch.long, device=dev)
+            bad = (labels < 0) | (labels >= self.config.num_classes)
+            if bad.any():
+                raise GanvaeError(f"class {int(labels[bad][0])}: expected 0..{self.config.num_classes - 1}")
+        return torch.cat([z, labels.to(z.dtype)[:, None]], dim=1)
+
+    @staticmethod
+    def split(code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return code[:, :-1], code[:, -1].round().long()
+
+    def _labels(self, batch: Batch) -> torch.Tensor:
+        if batch.y is None:
+            raise GanvaeError(f"{self.registered_name or 'a conditional model'} needs labelled data")
+        y = batch.y
+        if y.dim() != 1:
+            raise GanvaeError("conditional models need one integer class per image (the data has a factor matrix)")
+        return y.long()
+
+
+# ---------------------------------------------------------------------------------------------- GAN
+@dataclass
+class CondDCGANConfig(DCGANConfig):
+    embed_dim: int = 32        # size of the label embedding concatenated to z in G
+
+    def validate(self) -> None:
+        super().validate()
+        if self.embed_dim < 1:
+            raise GanvaeError(f"model.embed_dim: expected >= 1, got {self.embed_dim}")
+
+    def build(self) -> tuple[nn.Module, nn.Module]:
+        c = _need_classes(self, "cdcgan")
+        G = DCGANGenerator(self.latent_dim + self.embed_dim, self.channels, self.image_size, self.g_width,
+                           self.max_width, self.g_norm)
+        D = DCGANDiscriminator(self.channels, self.image_size, self.d_width, self.max_width, self.d_norm,
+                               spectral_norm=self.d_spectral_norm)
+        return (ConditionalGenerator(G, c, self.embed_dim),
+                ProjectionDiscriminator(D, c, D.head.in_channels, spectral_norm=self.d_spectral_norm))
+
+
+class ConditionalGAN(_Conditional, GAN):
+    """Class-conditional DCGAN: G(z, y) with a label embedding, D(x, y) with a projection (Miyato & Koyama 2018)."""
+
+    def decode_latent(self, z, net=None):
+        return ((net if net is not None else self.G)(z) + 1) / 2  # the packed code carries the label
+
+    def d_phase(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        real, y = batch.x * 2 - 1, self._labels(batch)
+        with torch.no_grad():
+            fake = self.G(self.latent(real.shape[0], gen, labels=y))  # fakes of the real batch's classes
+        return self.d_terms(functools.partial(self.D, y=y), real, fake, gen)
+
+    def g_phase(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        code = self.latent(batch.n, gen)
+        _, y = self.split(code)
+        return self.g_terms(functools.partial(self.D, y=y), self.G(code), gen)
+
+
+# ---------------------------------------------------------------------------------------------- VAE
+@dataclass
+class CVAEConfig(ConvVAEConfig):
+    def build(self) -> tuple[nn.Module, nn.Module]:
+        c = _need_classes(self, "cvae")
+        out = self.channels * LIKELIHOODS.get(self.likelihood).out_factor
+        enc = ConvEncoder(self.channels + c, self.image_size, self.latent_dim, self.width, self.max_width)
+        dec = ConvDecoder(self.latent_dim + c, out, self.image_size, self.width, self.max_width)
+        return ConditionalEncoder(enc, c), ConditionalDecoder(dec, c)
+
+
+class ConditionalVAE(_Conditional, VAE):
+    """Conditional VAE (Sohn et al. 2015): q(z | x, y), p(x | z, y), prior N(0, I) for every class."""
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | int | None = None) -> DiagonalGaussian:
+        if y is None:
+            raise GanvaeError("cvae: encode(x, y) needs the images' class labels")
+        y = torch.as_tensor(y, dtype=torch.long, device=x.device).flatten()
+        if y.numel() == 1:
+            y = y.expand(x.shape[0])
+        return DiagonalGaussian(self.encoder(x, y))
+
+    def decode_latent(self, z, net=None):
+        dec = net if net is not None else self.decoder
+        zz, y = self.split(z)
+        return self.likelihood.mean(dec(zz, y))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | int | None = None) -> torch.Tensor:
+        q = self.encode(x, y)
+        labels = torch.as_tensor(y, dtype=torch.long, device=x.device).flatten().expand(x.shape[0])
+        return self.likelihood.mean(self.decoder(q.mean, labels))
+
+    def loss(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        y = self._labels(batch)
+        return self.objective(functools.partial(self.encoder, y=y), functools.partial(self.decoder, y=y),
+                              self.likelihood, batch.x, gen)

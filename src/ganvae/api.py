@@ -20,7 +20,7 @@ from .errors import GanvaeError
 
 # train.* keys a resume may change; anything else would break the exact continuation
 RESUMABLE_KEYS = {"steps", "max_minutes", "device", "threads", "log_every", "sample_every", "checkpoint_every",
-                  "eval_every_kimg", "eval_n"}
+                  "eval_every_kimg", "eval_n", "report", "tensorboard"}
 
 
 @dataclass
@@ -214,12 +214,19 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
              "ema": trainer.ema is not None}
     save_model(net, out / "model", trainer.sampling_net() if trainer.ema is not None else None, extra)
     run = Run(out, cfg, trainer.step, trainer.images_seen, trainer.train_seconds, result["stopped"], result["last"])
+    report = None
+    if tc.report:
+        from .report import write_report
+        try:
+            report = write_report(out)
+        except Exception as e:  # the run itself is saved; a report that fails must not lose it
+            log(f"warning: report not written ({type(e).__name__}: {e}); retry with `ganvae report {out}`")
     if progress:
         grid = run.samples[-1] if run.samples else None
         why = f" (stopped: {run.stopped})" if run.stopped else ""
         log(f"done{why}: step {run.step}, {run.images_seen / 1000:.1f}k images in "
             f"{time.perf_counter() - t0:.0f}s; samples {grid}; model {run.model_path}; "
-            f"checkpoint {out / 'checkpoints' / 'latest.pt'}")
+            f"checkpoint {out / 'checkpoints' / 'latest.pt'}" + (f"; report {report}" if report else ""))
     return run
 
 
@@ -243,7 +250,10 @@ def info(path: str | Path) -> dict:
     if metrics.is_file():
         lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
         if lines:
-            last = json.loads(lines[-1])
+            try:
+                last = json.loads(lines[-1])
+            except json.JSONDecodeError:
+                raise GanvaeError(f"{metrics}:{len(lines)}: not a JSON line; the file is damaged") from None
             out["step"] = last.get("step")
             out["images_seen"] = last.get("images_seen")
             out["train_time_s"] = last.get("time_s")

@@ -301,6 +301,21 @@ def cmd_interpolate(a) -> int:
     return 0
 
 
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="write RUN/report.html: curves, sample timeline, scores, config",
+                       description="A self-contained HTML page (images embedded, no external assets).")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--out", help="where to write it (default: RUN/report.html)")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(a) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(a.run, a.out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -312,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample(sub)
     _add_info(sub)
     _add_eval(sub)
+    _add_report(sub)
     _add_traverse(sub)
     _add_interpolate(sub)
     return parser

@@ -49,6 +49,8 @@ class TrainConfig:
     eval_metric: str = "fid"          # what the periodic evaluation computes (see `ganvae eval --help`)
     eval_n: int = 2000                # samples (and reference images) per periodic evaluation
     keep_best: bool = False           # export the best-scoring generator so far to RUN/best/ (needs eval_every_kimg)
+    tensorboard: bool = True          # TensorBoard event files in RUN/tensorboard/ (x axis: images seen)
+    report: bool = True               # write RUN/report.html at the end (`ganvae report RUN` any time)
     deterministic: bool = False       # GPU: deterministic kernels (slower) so runs and resumes repeat exactly;
                                       # CPU runs are deterministic already
 
@@ -119,6 +121,7 @@ class Trainer:
         self.best: dict | None = None  # {"metric", "value", "step"} of the best evaluation so far
         self._images_this_step = 0
         self._stop_reason: str | None = None
+        self.tb = None  # TensorBoard writer while run() is active
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -200,6 +203,8 @@ class Trainer:
         imgs = self.model.sample(self.cfg.grid_size, seed=self.cfg.sample_seed, net=self.sampling_net())
         path = self.out / "samples" / f"step_{self.step:06d}.png"
         save_grid(imgs, path)
+        if self.tb is not None:
+            self.tb.grid(imgs, self.images_seen)
         return path
 
     # ------------------------------------------------------------------ the loop
@@ -255,6 +260,9 @@ class Trainer:
         last: dict[str, float] = {}
         bar = tqdm(total=target_steps, initial=self.step, disable=not progress, unit="step",
                    dynamic_ncols=True, smoothing=0.1)
+        if cfg.tensorboard:
+            from .tb import TensorBoard
+            self.tb = TensorBoard(self.out / "tensorboard")
         old_handler = self._install_sigint()
         try:
             with metrics_path.open("a") as mf:
@@ -278,6 +286,8 @@ class Trainer:
                                "img_per_s": round((self.images_seen - img_log) / dt, 2), **last}
                         mf.write(json.dumps(rec) + "\n")
                         mf.flush()
+                        if self.tb is not None:
+                            self.tb.scalars(rec, self.images_seen)
                         bar.set_postfix({k: f"{v:.3g}" for k, v in last.items()
                                          if k.count("/") == 1}, refresh=False)
                         acc, n_acc, t_log, img_log = {}, 0, now, self.images_seen
@@ -286,6 +296,8 @@ class Trainer:
                     if self._due_eval(stopping):
                         rec = self.run_eval()
                         mf.write(json.dumps(rec) + "\n")
+                        if self.tb is not None:
+                            self.tb.scalars(rec, self.images_seen)
                         mf.flush()
                     if self.step % cfg.checkpoint_every == 0 or stopping:
                         self.train_seconds = base_seconds + time.perf_counter() - start_wall
@@ -297,6 +309,9 @@ class Trainer:
         finally:
             bar.close()
             self._restore_sigint(old_handler)
+            if self.tb is not None:
+                self.tb.close()
+                self.tb = None
         self.train_seconds = base_seconds + time.perf_counter() - start_wall
         return {"step": self.step, "images_seen": self.images_seen, "stopped": self._stop_reason,
                 "last": last}

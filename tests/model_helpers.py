@@ -29,3 +29,19 @@ def tiny_config(name: str, image_size: int = 8, channels: int = 1, **over):
 def tiny_model(name: str, seed: int = 0, **kw):
     torch.manual_seed(seed)
     return build(name, tiny_config(name, **kw))
+
+
+def assert_same_state(a, b, path="state"):
+    """Nested checkpoint states equal to the bit (tensors with their dtype); wall-clock seconds excepted."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_same_state(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{path}[{i}]")
+    elif not path.endswith("train_seconds"):
+        assert a == b, path

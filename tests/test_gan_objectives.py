@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import ganvae
-from model_helpers import tiny_config, tiny_model
+from model_helpers import tiny_config, tiny_model, assert_same_state
 from ganvae.augment import AUGMENTATIONS, DiffAugment, cutout_mask, rand_translation, translate
 from ganvae.config import from_dict
 from ganvae.errors import GanvaeError
@@ -418,21 +418,6 @@ def _state(run_dir: Path) -> dict:
     return ckpt.load_state(run_dir / "checkpoints" / "latest.pt")
 
 
-def _assert_same(a, b, path="state"):
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            _assert_same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{path}[{i}]")
-    elif not path.endswith("train_seconds"):
-        assert a == b, path
-
-
 def test_resume_is_bit_identical_with_every_regulariser_on(tmp_path):
     """WGAN-GP (interpolation weights from the noise generator), lazy R1 (its counter crosses the resume:
     4 D steps done, R1 every 3), spectral norm (u/v buffers) and DiffAugment (draws from the noise generator)."""
@@ -444,8 +429,8 @@ def test_resume_is_bit_identical_with_every_regulariser_on(tmp_path):
     sa, sb = _state(tmp_path / "a"), _state(tmp_path / "b")
     assert int(sa["model"]["d_steps_done"]) == 4 * 2
     assert any(k.endswith("parametrizations.weight.0._u") for k in sa["model"])
-    _assert_same(sa, sb)
-    _assert_same(load_file(tmp_path / "a" / "model" / "model.safetensors"),
+    assert_same_state(sa, sb)
+    assert_same_state(load_file(tmp_path / "a" / "model" / "model.safetensors"),
                  load_file(tmp_path / "b" / "model" / "model.safetensors"))
     last = straight.last
     assert {"loss/D/r1", "loss/D/gp"} <= set(last) and all(math.isfinite(v) for v in last.values())

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import ganvae
+from model_helpers import assert_same_state
 from ganvae.errors import GanvaeError
 from ganvae.models.gan import GAN
 from ganvae.training import checkpoint as ckpt
@@ -37,23 +38,6 @@ def _state(run_dir: Path) -> dict:
     return ckpt.load_state(run_dir / "checkpoints" / "latest.pt")
 
 
-def _assert_same_tensors(a, b, path="state"):
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            _assert_same_tensors(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same_tensors(x, y, f"{path}[{i}]")
-    elif path.endswith("train_seconds"):
-        pass
-    else:
-        assert a == b, path
-
-
 @pytest.mark.parametrize("name", ["dcgan", "vae", "vae-binarized"])
 def test_resume_is_bit_identical(tmp_path, name):
     straight = _train(tmp_path / "a", name, 7)
@@ -62,10 +46,10 @@ def test_resume_is_bit_identical(tmp_path, name):
     assert straight.step == resumed.step == 7
     assert straight.images_seen == resumed.images_seen
     sa, sb = _state(tmp_path / "a"), _state(tmp_path / "b")
-    _assert_same_tensors(sa, sb)
+    assert_same_state(sa, sb)
     ea = load_file(tmp_path / "a" / "model" / "model.safetensors")
     eb = load_file(tmp_path / "b" / "model" / "model.safetensors")
-    _assert_same_tensors(ea, eb)
+    assert_same_state(ea, eb)
     # one metrics line per logged step, no duplicates after the resume
     steps = [json.loads(ln)["step"] for ln in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 7
@@ -87,13 +71,13 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path, monkeypatch):
     monkeypatch.setattr(ganvae.training.Trainer, "train_step", real_step)
     resumed = _train(tmp_path / "b", "dcgan", 6, resume=True)
     assert resumed.step == straight.step == 6
-    _assert_same_tensors(_state(tmp_path / "a"), _state(tmp_path / "b"))
+    assert_same_state(_state(tmp_path / "a"), _state(tmp_path / "b"))
 
 
 def test_same_seed_same_weights_and_different_seed_differs(tmp_path):
     a = _train(tmp_path / "a", "dcgan", 3)
     b = _train(tmp_path / "b", "dcgan", 3)
-    _assert_same_tensors(_state(a.path)["model"], _state(b.path)["model"])
+    assert_same_state(_state(a.path)["model"], _state(b.path)["model"])
     c = ganvae.train("dcgan", "digits", out=tmp_path / "c", steps=3, batch_size=16, seed=4, progress=False,
                      device="cpu", set=TINY["dcgan"])
     assert not torch.equal(_state(a.path)["model"]["G.fc.weight"], _state(c.path)["model"]["G.fc.weight"])

@@ -108,3 +108,19 @@ def test_periodic_eval_keeps_best_and_does_not_change_training(tmp_path):
     meta = json.loads((evald.path / "best" / "config.json").read_text())
     assert meta["step"] == best["step"]
     assert ganvae.load(evald.path / "best").sample(2, seed=0).shape == (2, 1, 8, 8)
+
+
+def test_a_metric_that_cannot_run_is_refused_before_anything_is_scored(gan_run, capsys, monkeypatch):
+    from ganvae.metrics import registry
+
+    def no_features(self):
+        raise AssertionError("features were computed before nll was refused")
+
+    monkeypatch.setattr(registry.Side, "features", property(no_features))
+    before = (gan_run / "eval.jsonl").read_text() if (gan_run / "eval.jsonl").exists() else ""
+    code = main(["eval", str(gan_run), "--metrics", "fid,nll", "--n", "50", "--no-baselines"])
+    err = capsys.readouterr()
+    assert code == 2 and "needs a VAE" in err.err and len(err.err.strip().splitlines()) == 1
+    assert err.out == ""  # no table: nothing was scored
+    after = (gan_run / "eval.jsonl").read_text() if (gan_run / "eval.jsonl").exists() else ""
+    assert after == before

@@ -92,6 +92,10 @@ def evaluate(run: str | Path, metrics: str | list[str] = "fid,kid,pr,dc", n: int
     opts["factors"] = None if factors is None else _subset(factors, n, seed)
     labels = getattr(splits, split).labels  # for cacc: the reference images' classes, the same subset
     opts["ref_labels"] = _subset(labels, n, seed) if labels is not None and labels.dim() == 1 else None
+    for m in names:  # refuse what cannot run before scoring anything
+        check = METRICS.get(m).check
+        if check is not None:
+            check(model, opts)
     sides = {"value": EvalInputs(gen, ref, model, opts)}
     if baselines:
         floor_imgs = _subset(splits.train.images, n, seed + 1).float() / 255

@@ -57,6 +57,7 @@ class Metric:
     lower_is_better: tuple[bool, ...]
     uses: str                  # "features", "logits" or "model"
     summary: str
+    check: Callable[[object, dict], None] | None = None  # (model, opts): raises before any scoring if it cannot run
 
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -103,6 +104,31 @@ def _modes(x: EvalInputs):
     return {k: float(v) for k, v in out.items() if isinstance(v, (int, float))}
 
 
+def _cacc_check(m, opts=None) -> None:
+    if not getattr(m, "conditional", False):
+        raise GanvaeError(f"metric cacc needs a conditional model (cdcgan, cvae); this run is {m.registered_name}")
+
+
+def _nll_check(m, opts=None) -> None:
+    if m is None or getattr(m, "family", None) != "vae":
+        raise GanvaeError("metric nll needs a VAE run (it bounds log p(x) with the encoder)")
+    if getattr(m, "conditional", False):
+        raise GanvaeError("metric nll: the bound for conditional VAEs (log p(x | y)) is not implemented")
+    if not hasattr(m, "likelihood"):
+        raise GanvaeError(f"metric nll: {m.registered_name} has no pixel likelihood p(x | z) to bound "
+                          "(its reconstruction is measured in a discriminator's features)")
+
+
+def _factors_check(metric: str):
+    def check(m, opts) -> None:
+        if m is None or getattr(m, "family", None) != "vae":
+            raise GanvaeError(f"metric {metric} needs a VAE run (it reads the encoder's posterior means)")
+        if opts.get("factors") is None:
+            raise GanvaeError(f"metric {metric} needs data with ground-truth factors (e.g. --data shapes); "
+                              "this run's data has none")
+    return check
+
+
 def _cacc(x: EvalInputs):
     """Conditional accuracy: the share of samples of class c that the feature net's classifier calls c."""
     net = x.gen.net
@@ -113,8 +139,7 @@ def _cacc(x: EvalInputs):
         pred = x.ref.logits.argmax(1)
         return {"cacc": (pred == y.to(pred.device)).double().mean().item()}
     m = x.model
-    if not getattr(m, "conditional", False):
-        raise GanvaeError(f"metric cacc needs a conditional model (cdcgan, cvae); this run is {m.registered_name}")
+    _cacc_check(m)
     c = m.config.num_classes
     n = x.gen.images.shape[0]
     labels = torch.arange(n) % c  # every class equally often
@@ -130,13 +155,7 @@ def _cacc(x: EvalInputs):
 def _nll(x: EvalInputs):
     from .likelihood import vae_bounds
     m = x.model
-    if m is None or getattr(m, "family", None) != "vae":
-        raise GanvaeError("metric nll needs a VAE run (it bounds log p(x) with the encoder)")
-    if getattr(m, "conditional", False):
-        raise GanvaeError("metric nll: the bound for conditional VAEs (log p(x | y)) is not implemented")
-    if not hasattr(m, "likelihood"):
-        raise GanvaeError(f"metric nll: {m.registered_name} has no pixel likelihood p(x | z) to bound "
-                          "(its reconstruction is measured in a discriminator's features)")
+    _nll_check(m)
     r = vae_bounds(m, x.ref.images, k=x.opts.get("k", 5000), seed=x.opts.get("seed", 0),
                    binarize=x.opts.get("binarize", False))
     return {"elbo": r["elbo"], "nll": r["nll"], "nll_bits_per_dim": r["nll_bits_per_dim"]}
@@ -155,19 +174,16 @@ METRICS.add("modes", Metric(_modes, ("modes_covered", "kl_to_uniform", "tv_to_re
                             "logits", "class histogram of samples by the feature net's classifier"))
 METRICS.add("cacc", Metric(_cacc, ("cacc",), (False,), "conditional",
                            "conditional models: share of class-c samples the feature net classifies as c, "
-                           "classes balanced"))
+                           "classes balanced", check=_cacc_check))
 METRICS.add("nll", Metric(_nll, ("elbo", "nll", "nll_bits_per_dim"), (False, True, True), "model",
-                          "VAE: held-out ELBO and importance-weighted bound L_k (Burda et al. 2016)"))
+                          "VAE: held-out ELBO and importance-weighted bound L_k (Burda et al. 2016)",
+                          check=_nll_check))
 
 
 def _codes_and_factors(x: EvalInputs, metric: str):
     from .mig import encode_means
     factors = x.opts.get("factors")
-    if x.model is None or getattr(x.model, "family", None) != "vae":
-        raise GanvaeError(f"metric {metric} needs a VAE run (it reads the encoder's posterior means)")
-    if factors is None:
-        raise GanvaeError(f"metric {metric} needs data with ground-truth factors (e.g. --data shapes); "
-                          "this run's data has none")
+    _factors_check(metric)(x.model, x.opts)
     if "codes" not in x.cache:
         x.cache["codes"] = encode_means(x.model, x.ref.images)
     return x.cache["codes"], factors
@@ -189,8 +205,8 @@ def _dci(x: EvalInputs):
 
 METRICS.add("mig", Metric(_mig, ("mig",), (False,), "model",
                           "VAE: mutual information gap of posterior means vs the data's factors, 20 bins "
-                          "(Chen et al. 2018)"))
+                          "(Chen et al. 2018)", check=_factors_check("mig")))
 METRICS.add("dci", Metric(_dci, ("dci_disentanglement", "dci_completeness", "dci_informativeness"),
                           (False, False, False), "model",
                           "VAE: DCI of posterior means vs the data's factors, random-forest importances "
-                          "(Eastwood & Williams 2018)"))
+                          "(Eastwood & Williams 2018)", check=_factors_check("dci")))

@@ -1,0 +1,1 @@
+"""Privacy: differentially private training (``dp``) and the leakage audit (``audit``)."""

@@ -20,7 +20,7 @@ from .errors import GanvaeError
 
 # train.* keys a resume may change; anything else would break the exact continuation
 RESUMABLE_KEYS = {"steps", "max_minutes", "device", "threads", "log_every", "sample_every", "checkpoint_every",
-                  "eval_every_kimg", "eval_n", "report", "tensorboard"}
+                  "eval_every_kimg", "eval_n", "report", "tensorboard", "precision", "channels_last", "compile"}
 
 
 @dataclass
@@ -137,10 +137,7 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
     ``dry_run=True`` resolves the config, loads the data, prints both and returns the config.
     """
     from .data import describe, load_data
-    from .export import save_model
-    from .models import build
-    from .training import Trainer
-    from .training.loop import resolve_device
+    from .training import distributed
 
     if resume:
         if out is None:
@@ -170,19 +167,39 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
         log(describe(splits))
         return cfg
 
+    tc = cfg.train
+    world = distributed.from_env()  # several processes under torchrun; rank 0 writes the files
+    distributed.check_batch(world, tc.batch_size)
     if not resume:
         out = Path(out) if out is not None else default_out(cfg)
-        _prepare_out(out, overwrite)
+        if world.is_main:
+            _prepare_out(out, overwrite)
     assert out is not None
     out = Path(out)
-    tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    device = resolve_device(tc.device)
+    device = distributed.setup(world, tc.device)
+    try:
+        return _train(cfg, splits, out, resume, progress and world.is_main, log, device, world)
+    finally:
+        distributed.teardown(world)
+
+
+def _train(cfg: RunConfig, splits, out: Path, resume: bool, progress: bool, log, device: torch.device,
+           world) -> Run:
+    from .export import save_model
+    from .models import build
+    from .training import Trainer, distributed
+
+    tc = cfg.train
+    distributed.barrier(world)  # the run folder exists before any rank goes on
     if tc.deterministic:
         use_deterministic_kernels()
     seed_everything(tc.seed)
     net = build(cfg.model_name, cfg.model).to(device)
+    if world.active:
+        distributed.broadcast_module(net)
+        torch.manual_seed(distributed.rank_seed(tc.seed, world.rank))  # per-rank dropout
     evaluator = on_best = None
     if tc.eval_every_kimg:
         from .metrics.evaluate import TrainingEvaluator
@@ -193,21 +210,26 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
                 save_model(net, out / "best", tr.sampling_net() if tr.ema is not None else None,
                            {"step": tr.step, "images_seen": tr.images_seen, "data": splits.meta, "best": tr.best})
     trainer = Trainer(net, tc, splits.train.images, splits.train.labels, out, device, binarize=cfg.data.binarize,
-                      evaluator=evaluator, on_best=on_best)
+                      evaluator=evaluator, on_best=on_best, world=world)
     if resume:
         trainer.resume()
         if trainer.step >= tc.steps:
             raise GanvaeError(f"--resume {out}: already at step {trainer.step}; ask for more with --steps N (N > {trainer.step})")
+    if not world.is_main:  # the other ranks train and leave the files to rank 0
+        result = trainer.run(tc.steps, progress=False)
+        return Run(out, cfg, trainer.step, trainer.images_seen, trainer.train_seconds, result["stopped"],
+                   result["last"])
     write_yaml(cfg.to_dict(), out / "config.yaml")
     from . import __version__
     run_info = {"ganvae_version": __version__, "torch_version": torch.__version__, "device": str(device),
-                "data": splits.meta}
+                "processes": world.size, "data": splits.meta}
     (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
     if progress:
         what = "resuming" if resume else "training"
         log(f"{what} {cfg.model_name} on {cfg.data.source} ({splits.meta['n_train']} train images, "
             f"{splits.meta['channels']}x{splits.meta['image_size']}x{splits.meta['image_size']}) "
-            f"from step {trainer.step} to {tc.steps} on {device} -> {out}")
+            f"from step {trainer.step} to {tc.steps} on {device}"
+            + (f" x {world.size} processes" if world.active else "") + f" -> {out}")
     t0 = time.perf_counter()
     result = trainer.run(tc.steps, progress=progress)
     extra = {"step": trainer.step, "images_seen": trainer.images_seen, "data": splits.meta,

@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from . import rng
 from .errors import GanvaeError
 from .registry import Registry
 
@@ -35,12 +36,12 @@ AUGMENTATIONS: Registry[AugmentFn] = Registry("augmentation")
 
 def _uniform(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
     """(B, 1, 1, 1) uniform [0, 1) draws, one per image."""
-    return torch.rand(x.shape[0], 1, 1, 1, generator=gen, device=x.device, dtype=x.dtype)
+    return rng.rand((x.shape[0], 1, 1, 1), gen, device=x.device, dtype=x.dtype)
 
 
 def _randint(low: int, high: int, n: int, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
     """(n,) integers in [low, high], inclusive."""
-    return torch.randint(low, high + 1, (n,), generator=gen, device=x.device)
+    return rng.randint(low, high + 1, (n,), gen, device=x.device)
 
 
 @AUGMENTATIONS.register("color")

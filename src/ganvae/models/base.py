@@ -14,6 +14,8 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
+from .. import rng
+
 
 @dataclass
 class Batch:
@@ -82,7 +84,7 @@ class GenerativeModel(nn.Module):
             raise GanvaeError(f"model {self.registered_name or type(self).__name__!r} is not conditional; "
                               "class labels need a conditional model (cdcgan, cvae)")
         dev = self.device
-        return torch.randn(n, self.config.latent_dim, generator=generator, device=dev)
+        return rng.randn((n, self.config.latent_dim), generator, device=dev)
 
     def decode_latent(self, z: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
         """Latent codes (B, latent_dim) -> images (B, C, H, W) in [0, 1]."""

@@ -25,6 +25,7 @@ from ..objectives.vae import DiagonalGaussian
 from .base import Batch
 from .gan import GAN, DCGANConfig
 from .vae import VAE, ConvVAEConfig
+from .. import rng
 
 
 def _need_classes(cfg, name: str) -> int:
@@ -42,9 +43,9 @@ class _Conditional:
 
     def latent(self, n, generator=None, labels=None):
         dev = self.device
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=dev)
+        z = rng.randn((n, self.config.latent_dim), generator, device=dev)
         if labels is None:
-            labels = torch.randint(0, self.config.num_classes, (n,), generator=generator, device=dev)
+            labels = rng.randint(0, self.config.num_classes, (n,), generator, device=dev)
         else:
             labels = torch.as_tensor(labels, dtype=torch.long, device=dev)
             bad = (labels < 0) | (labels >= self.config.num_classes)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..registry import Registry
+from .. import rng
 
 GAN_OBJECTIVES: Registry[type["GANObjective"]] = Registry("GAN objective")
 
@@ -188,7 +189,7 @@ def gradient_penalty(D: Critic, real: torch.Tensor, fake: torch.Tensor,
                      gen: torch.Generator | None = None) -> torch.Tensor:
     """WGAN-GP's E[(||grad D(xhat)||_2 - 1)^2] on random interpolates of real and fake (unweighted)."""
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    e = torch.rand(shape, generator=gen, device=real.device, dtype=real.dtype)
+    e = rng.rand(shape, gen, device=real.device, dtype=real.dtype)
     xhat = e * real.detach() + (1 - e) * fake.detach()
     norm = torch.linalg.vector_norm(input_gradient(D, xhat).flatten(1), dim=1)
     return (norm - 1).square().mean()

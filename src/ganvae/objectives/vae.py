@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Registry
+from .. import rng
 
 LOGVAR_RANGE = (-30.0, 20.0)  # clamp for numerical safety; far outside what training reaches
 
@@ -29,7 +30,7 @@ class DiagonalGaussian:
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """Reparameterised sample mean + std * eps (differentiable in mean and logvar)."""
-        eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        eps = rng.randn(self.mean.shape, generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + self.std * eps
 
     def kl(self) -> torch.Tensor:

@@ -4,6 +4,8 @@ No Dataset, no DataLoader, no per-image Python work: each epoch is one seeded
 permutation; a batch is an index slice, a ``float()`` and a division. The order
 is a pure function of (seed, epoch, position), so resuming restores it exactly.
 Incomplete last batches are dropped (every step sees ``batch_size`` images).
+Under data-parallel training ``batch_size`` is the global batch: each of the
+``world`` processes walks the same permutation and keeps its ``rank``-th slice.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import torch
 
 from ..errors import GanvaeError
 from ..models import Batch
+from .. import rng
 
 
 class BatchStream:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, seed: int,
-                 device: torch.device | str = "cpu", binarize: torch.Generator | None = None):
+                 device: torch.device | str = "cpu", binarize: torch.Generator | None = None,
+                 rank: int = 0, world: int = 1):
         n = images.shape[0]
         if batch_size < 1:
             raise GanvaeError(f"train.batch_size: expected >= 1, got {batch_size}")
@@ -27,6 +31,8 @@ class BatchStream:
         self.images = images.to(device)           # (N, C, H, W) uint8
         self.labels = labels.to(device) if labels is not None else None
         self.batch_size, self.seed, self.n = batch_size, seed, n
+        self.rank, self.world = rank, world
+        self.local = batch_size // world  # images per process per batch
         self.binarize = binarize  # a generator: each batch becomes a Bernoulli(x) sample (dynamic binarisation)
         self.epoch, self.pos = 0, 0
         self._perm = self._permutation(0)
@@ -40,11 +46,12 @@ class BatchStream:
             self.epoch += 1
             self.pos = 0
             self._perm = self._permutation(self.epoch)
-        idx = self._perm[self.pos:self.pos + self.batch_size]
+        start = self.pos + self.rank * self.local
+        idx = self._perm[start:start + self.local]
         self.pos += self.batch_size
         x = self.images[idx].float().div_(255.0)  # (B, C, H, W) in [0, 1]
         if self.binarize is not None:
-            x = torch.bernoulli(x, generator=self.binarize)
+            x = rng.bernoulli(x, self.binarize)
         y = self.labels[idx] if self.labels is not None else None
         return Batch(x, y)
 

@@ -22,10 +22,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from .. import rng
 from ..errors import GanvaeError
 from ..models import Batch, GenerativeModel, standing_stats
+from . import distributed
 from .batches import BatchStream
 from .checkpoint import load_state, rng_state, save_state, set_rng_state
+from .distributed import World
 from .ema import EMA
 
 
@@ -53,6 +56,9 @@ class TrainConfig:
     report: bool = True               # write RUN/report.html at the end (`ganvae report RUN` any time)
     deterministic: bool = False       # GPU: deterministic kernels (slower) so runs and resumes repeat exactly;
                                       # CPU runs are deterministic already
+    precision: str = "fp32"           # fp32, or bf16 (autocast: bfloat16 matmuls/convs, fp32 weights and optimizer)
+    channels_last: bool = False       # conv nets and image batches in channels-last memory format
+    compile: bool = False             # torch.compile the networks (nn.Module.compile; first steps are slow)
 
     def validate(self) -> None:
         for name in ("steps", "log_every", "sample_every", "checkpoint_every", "grid_size"):
@@ -75,7 +81,12 @@ class TrainConfig:
             raise GanvaeError(f"train.eval_n: expected >= 2, got {self.eval_n}")
         if self.threads is not None and self.threads < 1:
             raise GanvaeError(f"train.threads: expected >= 1, got {self.threads}")
+        if self.precision not in PRECISIONS:
+            raise GanvaeError(f"train.precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         resolve_device(self.device)
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 class DivergenceError(GanvaeError):
@@ -101,8 +112,14 @@ class Trainer:
 
     def __init__(self, model: GenerativeModel, cfg: TrainConfig, images: torch.Tensor,
                  labels: torch.Tensor | None, out: str | Path, device: torch.device, binarize: bool = False,
-                 evaluator=None, on_best=None):
+                 evaluator=None, on_best=None, world: World = distributed.SINGLE):
         self.model, self.cfg, self.out, self.device = model, cfg, Path(out), device
+        self.world = world
+        distributed.check_batch(world, cfg.batch_size)
+        self.autocast_dtype = PRECISIONS[cfg.precision]
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
         self.phases = model.phases()
         self.optimizers = [
             torch.optim.Adam(ph.parameters(), lr=ph.lr, betas=ph.betas, weight_decay=ph.weight_decay)
@@ -110,9 +127,12 @@ class Trainer:
         ]
         use_ema = model.ema_default if cfg.ema is None else cfg.ema
         self.ema = EMA(model.generator_net(), cfg.ema_kimg, cfg.ema_rampup) if use_ema else None
+        if cfg.compile:
+            for net in model.children():
+                net.compile()
         self.noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         self.stream = BatchStream(images, labels, cfg.batch_size, cfg.seed, device,
-                                  binarize=self.noise if binarize else None)
+                                  binarize=self.noise if binarize else None, rank=world.rank, world=world.size)
         self.step = 0
         self.images_seen = 0
         self.train_seconds = 0.0  # summed over resumes
@@ -173,7 +193,8 @@ class Trainer:
     def resume(self) -> None:
         # load on the CPU: RNG states must stay there; modules and optimizers move tensors to their device
         self.load_state_dict(load_state(self.out / "checkpoints" / "latest.pt", map_location="cpu"))
-        self._truncate_metrics()
+        if self.world.is_main:
+            self._truncate_metrics()
 
     def _truncate_metrics(self) -> None:
         """Drop metrics lines logged after the checkpoint we resume from (a killed run logs past it)."""
@@ -209,36 +230,42 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def train_step(self) -> dict[str, torch.Tensor]:
+        with rng.shard(self.world.rank, self.world.size):
+            return self._train_step()
+
+    def _train_step(self) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
         seen_before = self.images_seen
         all_params = list(self.model.parameters())
+        world = self.world
         for ph, opt in zip(self.phases, self.optimizers):
             for p in all_params:
                 p.requires_grad_(False)
-            for p in ph.parameters():
+            params = ph.parameters()
+            for p in params:
                 p.requires_grad_(True)
             for _ in range(ph.repeats):
                 if ph.real_data:
                     batch = self.stream.next()
-                    self.images_seen += batch.n
+                    if self.cfg.channels_last:
+                        batch.x = batch.x.contiguous(memory_format=torch.channels_last)
+                    self.images_seen += batch.n * world.size
                 else:
-                    batch = Batch(None, None, n=self.cfg.batch_size)
-                out = ph.loss(batch, self.noise)
+                    batch = Batch(None, None, n=self.cfg.batch_size // world.size)
+                with torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                                    enabled=self.autocast_dtype is not None):
+                    out = ph.loss(batch, self.noise)
                 loss = out["loss"]
-                if not bool(torch.isfinite(loss)):
-                    bad = [k for k, v in out.items() if not bool(torch.isfinite(v).all())]
-                    bad = [b for b in bad if b != "loss"] or ["loss"]
-                    raise DivergenceError(
-                        f"loss/{ph.name} became {loss.item()} at step {self.step + 1} "
-                        f"(term {', '.join(bad)}); stopped, the last good checkpoint is "
-                        f"{self.out / 'checkpoints' / 'latest.pt'}"
-                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if world.active:  # average the gradients over the ranks; the loss rides along
+                    loss = distributed.average_gradients(params, loss, world)
+                if not bool(torch.isfinite(loss)):
+                    self._diverged(ph, out, loss)
                 opt.step()
                 for k, v in out.items():
                     key = f"loss/{ph.name}" if k == "loss" else k
-                    terms[key] = terms.get(key, 0.0) + v.detach() / ph.repeats
+                    terms[key] = terms.get(key, 0.0) + v.detach().float() / ph.repeats
         for p in all_params:
             p.requires_grad_(True)
         if self.ema is not None:
@@ -247,10 +274,21 @@ class Trainer:
         self._images_this_step = self.images_seen - seen_before
         return terms
 
+    def _diverged(self, ph, out: dict[str, torch.Tensor], loss: torch.Tensor):
+        bad = [k for k, v in out.items() if not bool(torch.isfinite(v).all())]
+        bad = [b for b in bad if b != "loss"] or ["loss"]
+        where = " on another process" if bool(torch.isfinite(out["loss"])) else ""
+        raise DivergenceError(
+            f"loss/{ph.name} became {loss.item()} at step {self.step + 1}{where} "
+            f"(term {', '.join(bad)}); stopped, the last good checkpoint is "
+            f"{self.out / 'checkpoints' / 'latest.pt'}"
+        )
+
     def run(self, target_steps: int, progress: bool = True) -> dict:
         cfg = self.cfg
         self.model.train()
-        metrics_path = self.out / "metrics.jsonl"
+        main = self.world.is_main  # only rank 0 writes files
+        metrics_path = self.out / "metrics.jsonl" if main else Path(os.devnull)
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
         start_wall = time.perf_counter()
         base_seconds = self.train_seconds
@@ -258,9 +296,9 @@ class Trainer:
         acc: dict[str, torch.Tensor] = {}
         n_acc, t_log, img_log = 0, start_wall, self.images_seen
         last: dict[str, float] = {}
-        bar = tqdm(total=target_steps, initial=self.step, disable=not progress, unit="step",
+        bar = tqdm(total=target_steps, initial=self.step, disable=not (progress and main), unit="step",
                    dynamic_ncols=True, smoothing=0.1)
-        if cfg.tensorboard:
+        if cfg.tensorboard and main:
             from .tb import TensorBoard
             self.tb = TensorBoard(self.out / "tensorboard")
         old_handler = self._install_sigint()
@@ -274,11 +312,15 @@ class Trainer:
                     bar.update(1)
                     now = time.perf_counter()
                     done = self.step >= target_steps
-                    if now >= deadline and not done:
+                    if now >= deadline and not done and self._stop_reason is None:
                         self._stop_reason = f"time budget of {cfg.max_minutes:g} min spent"
+                    if self.world.active and not done:  # every rank stops at the same step
+                        if distributed.any_rank(self._stop_reason is not None, self.world, self.device):
+                            self._stop_reason = self._stop_reason or "stopped by another process"
                     stopping = done or self._stop_reason is not None
                     if self.step % cfg.log_every == 0 or stopping:
-                        last = {k: float(v) / n_acc for k, v in acc.items()}
+                        last = distributed.average_scalars({k: float(v) / n_acc for k, v in acc.items()},
+                                                           self.world, self.device)
                         dt = max(now - t_log, 1e-9)
                         rec = {"step": self.step, "images_seen": self.images_seen,
                                "kimg": round(self.images_seen / 1000, 3),
@@ -291,9 +333,9 @@ class Trainer:
                         bar.set_postfix({k: f"{v:.3g}" for k, v in last.items()
                                          if k.count("/") == 1}, refresh=False)
                         acc, n_acc, t_log, img_log = {}, 0, now, self.images_seen
-                    if self.step % cfg.sample_every == 0 or stopping:
+                    if main and (self.step % cfg.sample_every == 0 or stopping):
                         self.write_grid()
-                    if self._due_eval(stopping):
+                    if main and self._due_eval(stopping):
                         rec = self.run_eval()
                         mf.write(json.dumps(rec) + "\n")
                         if self.tb is not None:
@@ -301,9 +343,10 @@ class Trainer:
                         mf.flush()
                     if self.step % cfg.checkpoint_every == 0 or stopping:
                         self.train_seconds = base_seconds + time.perf_counter() - start_wall
-                        self.save_checkpoint()
+                        if main:
+                            self.save_checkpoint()
                     if stopping:
-                        if done:
+                        if done and main:
                             self._link_final()
                         break
         finally:

@@ -151,7 +151,7 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
                               f"--device and --set train.{{{','.join(sorted(RESUMABLE_KEYS))}}} may be given")
         over = build_raw(steps=kwargs.get("steps"), max_minutes=kwargs.get("max_minutes"),
                          device=kwargs.get("device"), set=kwargs.get("set"))
-        bad = [f"{s}.{k}" for s in ("model", "data") for k in over[s]] + \
+        bad = [f"{s}.{k}" for s in ("model", "data", "privacy") for k in over.get(s, {})] + \
               [f"train.{k}" for k in over["train"] if k not in RESUMABLE_KEYS]
         if bad:
             raise GanvaeError(f"--resume cannot change {', '.join(bad)}")
@@ -161,6 +161,9 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
     cfg = resolve(raw)
     splits = load_data(cfg.data, progress=progress)
     cfg = _fill_from_data(cfg, splits.meta)
+    if getattr(cfg.privacy, "enabled", False):  # refuse what cannot be private; D's BatchNorm -> GroupNorm
+        from .privacy.dp import prepare_config
+        cfg = prepare_config(cfg, splits.meta)
     if dry_run:
         import yaml
         log(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
@@ -209,8 +212,12 @@ def _train(cfg: RunConfig, splits, out: Path, resume: bool, progress: bool, log,
             def on_best(tr, value):
                 save_model(net, out / "best", tr.sampling_net() if tr.ema is not None else None,
                            {"step": tr.step, "images_seen": tr.images_seen, "data": splits.meta, "best": tr.best})
-    trainer = Trainer(net, tc, splits.train.images, splits.train.labels, out, device, binarize=cfg.data.binarize,
-                      evaluator=evaluator, on_best=on_best, world=world)
+    trainer_cls, dp = Trainer, {}
+    if getattr(cfg.privacy, "enabled", False):
+        from .privacy.dp import DPTrainer
+        trainer_cls, dp = DPTrainer, {"privacy": cfg.privacy}
+    trainer = trainer_cls(net, tc, splits.train.images, splits.train.labels, out, device,
+                          binarize=cfg.data.binarize, evaluator=evaluator, on_best=on_best, world=world, **dp)
     if resume:
         trainer.resume()
         if trainer.step >= tc.steps:
@@ -223,6 +230,8 @@ def _train(cfg: RunConfig, splits, out: Path, resume: bool, progress: bool, log,
     from . import __version__
     run_info = {"ganvae_version": __version__, "torch_version": torch.__version__, "device": str(device),
                 "processes": world.size, "data": splits.meta}
+    if dp:
+        run_info["privacy"] = trainer.summary()
     (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
     if progress:
         what = "resuming" if resume else "training"
@@ -234,6 +243,9 @@ def _train(cfg: RunConfig, splits, out: Path, resume: bool, progress: bool, log,
     result = trainer.run(tc.steps, progress=progress)
     extra = {"step": trainer.step, "images_seen": trainer.images_seen, "data": splits.meta,
              "ema": trainer.ema is not None}
+    if dp:  # the guarantee travels with the weights
+        extra["privacy"] = run_info["privacy"] = trainer.summary()
+        (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
     save_model(net, out / "model", trainer.sampling_net() if trainer.ema is not None else None, extra)
     run = Run(out, cfg, trainer.step, trainer.images_seen, trainer.train_seconds, result["stopped"], result["last"])
     report = None
@@ -284,6 +296,8 @@ def info(path: str | Path) -> dict:
         rj = json.loads((p / "run.json").read_text())
         d = rj.get("data", {})
         out["data_detail"] = {k: d.get(k) for k in ("n_train", "n_test", "split", "channels", "image_size")}
+        if rj.get("privacy"):
+            out["privacy"] = rj["privacy"]
     samples = sorted((p / "samples").glob("step_*.png"))
     out["paths"] = {
         "config": str(p / "config.yaml"),

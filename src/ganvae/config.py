@@ -128,9 +128,10 @@ def parse_set(items: list[str] | None) -> dict:
             raise GanvaeError(f"--set {item!r}: expected KEY=VALUE, e.g. model.latent_dim=64")
         key, raw = item.split("=", 1)
         parts = [p for p in key.strip().split(".") if p]
-        if len(parts) < 2 or parts[0] not in ("model", "data", "train"):
+        if len(parts) < 2 or parts[0] not in ("model", "data", "train", "privacy"):
             raise GanvaeError(
-                f"--set {item!r}: the key must start with model., data. or train. (e.g. train.batch_size=32)"
+                f"--set {item!r}: the key must start with model., data., train. or privacy. "
+                "(e.g. train.batch_size=32)"
             )
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
@@ -168,9 +169,9 @@ def read_yaml(path: str | Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise GanvaeError(f"config file {p}: expected a mapping with model:, data:, train: sections")
-    unknown = sorted(set(data) - {"model", "data", "train"})
+    unknown = sorted(set(data) - {"model", "data", "train", "privacy"})
     if unknown:
-        raise GanvaeError(f"config file {p}: unknown section {', '.join(unknown)}; expected model, data, train")
+        raise GanvaeError(f"config file {p}: unknown section {', '.join(unknown)}; expected model, data, train, privacy")
     return data
 
 
@@ -189,12 +190,14 @@ class RunConfig:
     data: Any         # ganvae.data.DataConfig
     train: Any        # ganvae.training.TrainConfig
     extra: dict = field(default_factory=dict)  # filled in by training (data summary, version)
+    privacy: Any = None  # ganvae.privacy.dp.PrivacyConfig (the section is written only when DP is on)
 
     def to_dict(self) -> dict:
         return {
             "model": {"name": self.model_name, **to_dict(self.model)},
             "data": to_dict(self.data),
             "train": to_dict(self.train),
+            **({"privacy": to_dict(self.privacy)} if getattr(self.privacy, "enabled", False) else {}),
         }
 
 
@@ -214,4 +217,6 @@ def resolve(raw: dict) -> RunConfig:
     model_cfg = from_dict(spec.config_class, model_raw, "model")
     data_cfg = from_dict(DataConfig, raw.get("data"), "data")
     train_cfg = from_dict(TrainConfig, raw.get("train"), "train")
-    return RunConfig(model_name=str(name), model=model_cfg, data=data_cfg, train=train_cfg)
+    from .privacy.dp import PrivacyConfig
+    privacy_cfg = from_dict(PrivacyConfig, raw.get("privacy"), "privacy")
+    return RunConfig(model_name=str(name), model=model_cfg, data=data_cfg, train=train_cfg, privacy=privacy_cfg)

@@ -183,12 +183,15 @@ def build_report(run: str | Path) -> str:
                      "train images scored the same way, ceiling = an untrained generator.</p>")
         parts.append(_table(rows, ["metric", "value", "floor", "ceiling", "feature net", "generated", "reference",
                                    "step", "protocol"]))
-    for name in ("privacy.json", "audit.json"):
+    for name in ("privacy.json",):
         p = run / name
         if p.is_file():
             data = json.loads(p.read_text())
             parts.append(f"<h2>{html.escape(name.removesuffix('.json').title())}</h2>")
             parts.append(_table([[html.escape(str(k)), _fmt(v)] for k, v in data.items()], ["", ""]))
+    if (run / "audit.json").is_file():  # `ganvae audit`: verdict, headline numbers, closest pairs
+        from .privacy.audit import audit_html
+        parts.append(audit_html(run / "audit.json"))
     figs = loss_figures(records)
     for title, b64 in figs:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "

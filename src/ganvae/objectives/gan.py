@@ -51,6 +51,18 @@ class GANObjective:
         """G phase. ``fake`` carries the generator's graph."""
         raise NotImplementedError
 
+    # Separable objectives: d_loss = d_real + d_fake, each half a mean over its own batch of per-sample
+    # terms. Differentially private training (ganvae.privacy.dp) clips and noises only the real half.
+    separable = False
+
+    def d_real(self, D: Critic, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The real-data half of ``d_loss`` ("loss": its part of the loss), separable objectives only."""
+        raise NotImplementedError(f"{type(self).__name__} does not split into real and fake halves")
+
+    def d_fake(self, D: Critic, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The generated-data half of ``d_loss``, separable objectives only."""
+        raise NotImplementedError(f"{type(self).__name__} does not split into real and fake halves")
+
 
 def value(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """The seed's value function L(G, D) = E[log D(x)] + E[log(1 - D(G(z)))] from logits."""
@@ -70,6 +82,18 @@ def _d_terms(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> dict[str, 
     }
 
 
+def _real_half(real_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The real half of :func:`_d_terms`."""
+    r = F.softplus(-real_logits).mean()
+    return {"loss": r, "loss/D/real": r, "D/real_prob": torch.sigmoid(real_logits).mean().detach()}
+
+
+def _fake_half(fake_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The fake half of :func:`_d_terms`."""
+    f = F.softplus(fake_logits).mean()
+    return {"loss": f, "loss/D/fake": f, "D/fake_prob": torch.sigmoid(fake_logits).mean().detach()}
+
+
 def _logit_terms(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mean logits, for objectives whose logits are not log-odds."""
     return {"D/real_logit": real_logits.mean().detach(), "D/fake_logit": fake_logits.mean().detach()}
@@ -79,8 +103,16 @@ def _logit_terms(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> dict[s
 class Minimax(GANObjective):
     """Goodfellow et al. 2014 exactly: G minimises E[log(1 - D(G(z)))] = -E[softplus(l_fake)]."""
 
+    separable = True
+
     def d_loss(self, D, real, fake, *, gen=None):
         return _d_terms(D(real), D(fake))
+
+    def d_real(self, D, real):
+        return _real_half(D(real))
+
+    def d_fake(self, D, fake):
+        return _fake_half(D(fake))
 
     def g_loss(self, D, fake):
         adv = -F.softplus(D(fake)).mean()
@@ -91,8 +123,16 @@ class Minimax(GANObjective):
 class NonSaturating(GANObjective):
     """The paper's practical variant: G maximises E[log D(G(z))], i.e. minimises softplus(-l_fake)."""
 
+    separable = True
+
     def d_loss(self, D, real, fake, *, gen=None):
         return _d_terms(D(real), D(fake))
+
+    def d_real(self, D, real):
+        return _real_half(D(real))
+
+    def d_fake(self, D, fake):
+        return _fake_half(D(fake))
 
     def g_loss(self, D, fake):
         adv = F.softplus(-D(fake)).mean()
@@ -111,6 +151,18 @@ class Hinge(GANObjective):
         r, f = F.relu(1 - lr).mean(), F.relu(1 + lf).mean()
         return {"loss": r + f, "loss/D/real": r, "loss/D/fake": f, **_logit_terms(lr, lf)}
 
+    separable = True
+
+    def d_real(self, D, real):
+        lr = D(real)
+        r = F.relu(1 - lr).mean()
+        return {"loss": r, "loss/D/real": r, "D/real_logit": lr.mean().detach()}
+
+    def d_fake(self, D, fake):
+        lf = D(fake)
+        f = F.relu(1 + lf).mean()
+        return {"loss": f, "loss/D/fake": f, "D/fake_logit": lf.mean().detach()}
+
     def g_loss(self, D, fake):
         adv = -D(fake).mean()
         return {"loss": adv, "loss/G/adv": adv}
@@ -127,6 +179,18 @@ class LeastSquares(GANObjective):
         lr, lf = D(real), D(fake)
         r, f = 0.5 * (lr - 1).square().mean(), 0.5 * lf.square().mean()
         return {"loss": r + f, "loss/D/real": r, "loss/D/fake": f, **_logit_terms(lr, lf)}
+
+    separable = True
+
+    def d_real(self, D, real):
+        lr = D(real)
+        r = 0.5 * (lr - 1).square().mean()
+        return {"loss": r, "loss/D/real": r, "D/real_logit": lr.mean().detach()}
+
+    def d_fake(self, D, fake):
+        lf = D(fake)
+        f = 0.5 * lf.square().mean()
+        return {"loss": f, "loss/D/fake": f, "D/fake_logit": lf.mean().detach()}
 
     def g_loss(self, D, fake):
         adv = 0.5 * (D(fake) - 1).square().mean()

@@ -325,7 +325,8 @@ class Trainer:
                         rec = {"step": self.step, "images_seen": self.images_seen,
                                "kimg": round(self.images_seen / 1000, 3),
                                "time_s": round(base_seconds + now - start_wall, 3),
-                               "img_per_s": round((self.images_seen - img_log) / dt, 2), **last}
+                               "img_per_s": round((self.images_seen - img_log) / dt, 2), **last,
+                               **self.log_extras()}
                         mf.write(json.dumps(rec) + "\n")
                         mf.flush()
                         if self.tb is not None:
@@ -358,6 +359,10 @@ class Trainer:
         self.train_seconds = base_seconds + time.perf_counter() - start_wall
         return {"step": self.step, "images_seen": self.images_seen, "stopped": self._stop_reason,
                 "last": last}
+
+    def log_extras(self) -> dict[str, float]:
+        """Values logged as they are now (not averaged over the steps since the last line); subclasses add them."""
+        return {}
 
     def _due_eval(self, stopping: bool) -> bool:
         if self.evaluator is None or not self.cfg.eval_every_kimg:

@@ -1,0 +1,361 @@
+"""A small local web explorer for trained runs: ``make_app(runs) -> Starlette``, ``serve(runs, host, port)``.
+
+The page (``index.html`` + ``app.js`` beside this file) is plain HTML and vanilla JavaScript served by the
+app itself: no CDN, no fonts, no external assets, nothing phones home, so it works offline. (Gradio was
+ruled out for exactly that: it fetches fonts and assets from CDNs and sends analytics, which fails offline.)
+
+Endpoints (``i`` is the run's index, in the order the runs were given):
+
+    GET  /                                  the page
+    GET  /api/runs                          JSON: every run's model, family, classes, latent size; the limits
+    GET  /api/run/{i}/grid.png?seed=&n=&cls=            a grid of n samples from a seed (cls: one class)
+    GET  /api/run/{i}/traverse.png?seed=&dims=&cls=     the seed's code with offsets, dims="k:v,k:v,..."
+    GET  /api/run/{i}/interpolate.png?a=&b=&steps=&cls= a row: the slerp between the codes of seeds a and b
+    POST /api/run/{i}/reconstruct           multipart field "image" (VAEs; cvae also "cls"): input | reconstruction
+
+A bad request (seed outside 0..2**63-1, class out of range, too many images, a non-finite or too large
+slider value, an upload that is not an image or is too large, an unknown run) gets a 4xx answer with JSON
+``{"error": message}``; the server keeps serving. Model calls run under ``torch.inference_mode`` and one
+lock per run (uvicorn serves requests from several threads).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..errors import GanvaeError
+
+LIMITS = {
+    "max_seed": 2**63 - 1,        # seeds are 0 .. 2**63 - 1 (torch.Generator.manual_seed's range)
+    "max_n": 256,                 # images per grid
+    "max_steps": 32,              # images per interpolation row
+    "max_offset": 10.0,           # |slider value|, in prior standard deviations
+    "max_upload_bytes": 10 * 2**20,
+    "max_upload_pixels": 40_000_000,
+}
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+@dataclass
+class RunHandle:
+    index: int
+    name: str
+    path: Path
+    model: object
+    lock: threading.Lock
+
+    def describe(self) -> dict:
+        m = self.model
+        c = m.config
+        meta = getattr(m, "meta", {}) or {}
+        data = meta.get("data") or {}
+        conditional = bool(getattr(m, "conditional", False))
+        return {
+            "index": self.index, "name": self.name, "path": str(self.path),
+            "model": m.registered_name, "family": m.family, "conditional": conditional,
+            "num_classes": c.num_classes if conditional else None,
+            "class_names": (data.get("class_names") or None) if conditional else None,
+            "latent_dim": c.latent_dim, "image_size": c.image_size, "channels": c.channels,
+            "data": data.get("source"), "step": meta.get("step"),
+            "reconstruct": m.family == "vae" and hasattr(m, "reconstruct"),
+        }
+
+
+def load_runs(runs) -> list[RunHandle]:
+    """Run (or model) folders -> loaded models; a missing or unreadable folder is a GanvaeError."""
+    from ..api import load
+
+    paths = [Path(r) for r in runs]
+    if not paths:
+        raise GanvaeError("give at least one run folder")
+    handles = []
+    for i, p in enumerate(paths):
+        if not p.exists():
+            raise GanvaeError(f"{p}: no such run folder")
+        model = load(p, device="cpu")
+        name = p.name if p.name != "model" else p.parent.name
+        if sum(q.name == p.name for q in paths) > 1:
+            name = str(p)
+        handles.append(RunHandle(i, name or str(p), p, model, threading.Lock()))
+    return handles
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+def _int(params, key: str, default: int | None, lo: int, hi: int, what: str) -> int | None:
+    raw = params.get(key)
+    if raw is None or raw.strip() == "":
+        if default is None:
+            return None
+        return default
+    try:
+        v = int(raw.strip())
+    except ValueError:
+        raise BadRequest(f"{what} {raw!r}: expected a whole number from {lo} to {hi}") from None
+    if not lo <= v <= hi:
+        raise BadRequest(f"{what} {v}: expected a whole number from {lo} to {hi}")
+    return v
+
+
+def _seed(params, key: str = "seed", default: int = 0) -> int:
+    return _int(params, key, default, 0, LIMITS["max_seed"], "seed")
+
+
+def _cls(run: RunHandle, params) -> int | None:
+    raw = params.get("cls")
+    if raw is None or raw.strip() == "":
+        return None
+    if not getattr(run.model, "conditional", False):
+        raise BadRequest(f"class {raw!r}: run {run.name} ({run.model.registered_name}) is not class-conditional")
+    return _int(params, "cls", None, 0, run.model.config.num_classes - 1, "class")
+
+
+def _offsets(run: RunHandle, raw: str | None) -> dict[int, float]:
+    """``"k:v,k:v"`` -> {dimension: offset}, each dimension in range and each offset finite and capped."""
+    out: dict[int, float] = {}
+    k_max = run.model.config.latent_dim - 1
+    cap = LIMITS["max_offset"]
+    for part in (raw or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        k, sep, v = part.partition(":")
+        try:
+            d, x = int(k), float(v)
+        except ValueError:
+            raise BadRequest(f"slider {part!r}: expected DIM:VALUE, e.g. 3:1.5") from None
+        if not sep or not 0 <= d <= k_max:
+            raise BadRequest(f"slider {part!r}: dimension must be 0 to {k_max}")
+        if not math.isfinite(x) or abs(x) > cap:
+            raise BadRequest(f"slider {d}: value {v.strip()} is outside -{cap:g} to {cap:g}")
+        out[d] = x
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- images
+def _png(images: torch.Tensor, nrow: int | None = None, min_tile: int = 64) -> bytes:
+    from ..images import make_grid
+
+    buf = io.BytesIO()
+    make_grid(images, nrow=nrow, min_tile=min_tile).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _code(model, seed: int, cls: int | None) -> torch.Tensor:
+    """The code (D,) that ``model.sample(1, seed=seed, labels=cls)`` decodes."""
+    gen = torch.Generator(device=model.device)
+    gen.manual_seed(seed)
+    labels = torch.tensor([cls], device=model.device) if cls is not None else None
+    return model.latent(1, gen, labels=labels)[0] if labels is not None else model.latent(1, gen)[0]
+
+
+def grid_png(run: RunHandle, seed: int, n: int, cls: int | None) -> bytes:
+    imgs = run.model.sample(n, seed=seed, labels=cls)
+    return _png(imgs, min_tile=32 if n > 16 else 64)
+
+
+def traverse_png(run: RunHandle, seed: int, offsets: dict[int, float], cls: int | None) -> bytes:
+    from ..latent import decode
+
+    z = _code(run.model, seed, cls).clone()
+    for d, v in offsets.items():
+        z[d] = z[d] + v
+    return _png(decode(run.model, z[None]), min_tile=128)
+
+
+def interpolate_png(run: RunHandle, a: int, b: int, steps: int, cls: int | None) -> bytes:
+    from ..latent import decode, slerp
+
+    m = run.model
+    za, zb = _code(m, a, cls), _code(m, b, cls)
+    k = m.config.latent_dim
+    path = slerp(za[:k], zb[:k], torch.linspace(0, 1, steps, dtype=za.dtype))
+    if za.shape[0] > k:  # conditional: the class column stays seed a's (or cls)
+        path = torch.cat([path, za[k:].expand(steps, -1)], 1)
+    return _png(decode(m, path), nrow=steps, min_tile=64)
+
+
+def read_upload(data: bytes, channels: int, size: int) -> torch.Tensor:
+    """Uploaded bytes -> (1, channels, size, size) in [0, 1], prepared as folder data is."""
+    import numpy as np
+
+    from ..data.folder import decode_file
+    from ..data.transform import convert_channels
+
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            w, h = probe.size
+    except Exception as e:  # PIL raises many kinds for things that are not images
+        raise BadRequest(f"the upload is not a readable image ({type(e).__name__})") from None
+    if w * h > LIMITS["max_upload_pixels"]:
+        raise BadRequest(f"the image is {w}x{h} pixels; at most {LIMITS['max_upload_pixels']:,} pixels", 413)
+    try:
+        arr, _ = decode_file(io.BytesIO(data), size)
+    except Exception as e:
+        raise BadRequest(f"the upload is not a readable image ({type(e).__name__})") from None
+    x = torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0)
+    return convert_channels(x, channels).float() / 255
+
+
+def reconstruct_png(run: RunHandle, x: torch.Tensor, cls: int | None) -> bytes:
+    m = run.model
+    x = x.to(m.device)
+    if getattr(m, "conditional", False):
+        if cls is None:
+            raise BadRequest(f"run {run.name} is a conditional VAE: choose the image's class to reconstruct it")
+        rec = m.reconstruct(x, cls)
+    else:
+        rec = m.reconstruct(x)
+    return _png(torch.cat([x, rec.clamp(0, 1)]), nrow=2, min_tile=128)
+
+
+# ---------------------------------------------------------------------------------------------- the app
+def make_app(runs, *, handles: list[RunHandle] | None = None):
+    """A Starlette app serving the page and the endpoints for ``runs`` (run or model folders)."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    handles = handles if handles is not None else load_runs(runs)
+    page = resources.files(__package__).joinpath("index.html").read_bytes()
+    script = resources.files(__package__).joinpath("app.js").read_bytes()
+    no_store = {"Cache-Control": "no-store"}
+
+    def run_of(request: Request) -> RunHandle:
+        raw = request.path_params["i"]
+        try:
+            i = int(raw)
+        except ValueError:
+            i = -1
+        if not 0 <= i < len(handles):
+            raise BadRequest(f"run {raw}: no such run (there are {len(handles)}: 0 to {len(handles) - 1})", 404)
+        return handles[i]
+
+    async def compute(run: RunHandle, fn, *args) -> Response:
+        def work():
+            with run.lock, torch.inference_mode():
+                return fn(run, *args)
+        try:
+            png = await run_in_threadpool(work)
+        except GanvaeError as e:
+            raise BadRequest(str(e)) from None
+        return Response(png, media_type="image/png", headers=no_store)
+
+    async def index(request):
+        return Response(page, media_type="text/html; charset=utf-8", headers=no_store)
+
+    async def app_js(request):
+        return Response(script, media_type="text/javascript; charset=utf-8", headers=no_store)
+
+    async def api_runs(request):
+        return JSONResponse({"runs": [h.describe() for h in handles], "limits": LIMITS})
+
+    async def grid(request):
+        run, q = run_of(request), request.query_params
+        n = _int(q, "n", 16, 1, LIMITS["max_n"], "n")
+        return await compute(run, grid_png, _seed(q), n, _cls(run, q))
+
+    async def traverse(request):
+        run, q = run_of(request), request.query_params
+        return await compute(run, traverse_png, _seed(q), _offsets(run, q.get("dims")), _cls(run, q))
+
+    async def interpolate(request):
+        run, q = run_of(request), request.query_params
+        steps = _int(q, "steps", 8, 2, LIMITS["max_steps"], "steps")
+        return await compute(run, interpolate_png, _seed(q, "a", 0), _seed(q, "b", 1), steps, _cls(run, q))
+
+    async def reconstruct(request):
+        run = run_of(request)
+        if not run.describe()["reconstruct"]:
+            raise BadRequest(f"run {run.name} is a {run.model.registered_name} ({run.model.family.upper()}): "
+                             "reconstruction needs a VAE's encoder")
+        cap = LIMITS["max_upload_bytes"]
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > cap + 64 * 1024:
+            raise BadRequest(f"the upload is {int(length):,} bytes; at most {cap:,} bytes", 413)
+        try:
+            form = await request.form(max_files=1, max_fields=8, max_part_size=64 * 1024)
+        except Exception as e:  # HTTPException(400) for malformed multipart bodies, or a parser error
+            detail = getattr(e, "detail", None) or str(e) or type(e).__name__
+            raise BadRequest(f"could not read the upload: {detail}") from None
+        try:
+            upload = form.get("image")
+            if upload is None or isinstance(upload, str):
+                raise BadRequest("send the image as multipart form field 'image'")
+            data = await upload.read(cap + 1)
+            if len(data) > cap:
+                raise BadRequest(f"the upload is larger than allowed: at most {cap:,} bytes", 413)
+            if not data:
+                raise BadRequest("the upload is empty")
+            cls = _cls(run, {"cls": form.get("cls")} if isinstance(form.get("cls"), str) else {})
+        finally:
+            await form.close()
+        c = run.model.config
+        x = await run_in_threadpool(read_upload, data, c.channels, c.image_size)
+        return await compute(run, reconstruct_png, x, cls)
+
+    async def bad_request(request, exc: BadRequest):
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    async def http_error(request, exc: HTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    routes = [
+        Route("/", index), Route("/app.js", app_js), Route("/api/runs", api_runs),
+        Route("/api/run/{i}/grid.png", grid), Route("/api/run/{i}/traverse.png", traverse),
+        Route("/api/run/{i}/interpolate.png", interpolate),
+        Route("/api/run/{i}/reconstruct", reconstruct, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={BadRequest: bad_request, HTTPException: http_error})
+    app.state.runs = handles
+    return app
+
+
+def check_port(host: str, port: int) -> None:
+    """A clear error when the address cannot be bound (port in use, unknown host)."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise GanvaeError(f"--port {port}: expected 0 to 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise GanvaeError(f"--host {host}: cannot resolve it ({e.strerror or e})") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise GanvaeError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); "
+                              "choose another --port") from None
+
+
+def serve(runs, host: str = "127.0.0.1", port: int = 7860, log=print) -> None:
+    """Load ``runs`` and serve the page until Ctrl-C."""
+    import uvicorn
+
+    handles = load_runs(runs)
+    check_port(host, port)
+    app = make_app(None, handles=handles)
+    shown = f"[{host}]" if ":" in host else host
+    log(f"serving {len(handles)} run{'s' if len(handles) != 1 else ''} "
+        f"({', '.join(h.name for h in handles)}) at http://{shown}:{port}/  (Ctrl-C to stop)")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log(f"warning: --host {host} makes the page reachable from other machines; it has no login")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

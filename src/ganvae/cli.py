@@ -48,10 +48,22 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, help=f"seed for weights, noise and data order (default: {d['seed']})")
     p.add_argument("--device", help=f"auto, cpu, cuda, cuda:N (default: {d['device']})")
     p.add_argument("--max-minutes", type=float, help="stop cleanly (checkpoint and export) after this wall-clock time")
+    p.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="bf16: autocast matmuls and convolutions to bfloat16 (GPUs, CPUs with AVX512-BF16/AMX) (default: fp32)")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the networks (opt-in)")
+    p.add_argument("--channels-last", action="store_true", default=None,
+                   help="channels-last memory format for conv nets and batches")
     p.add_argument("--eval-every", type=float, metavar="KIMG",
                    help="score the generator every KIMG thousand images (train.eval_metric, default fid, on train.eval_n samples)")
     p.add_argument("--keep-best", metavar="METRIC",
                    help="with --eval-every: evaluate METRIC (e.g. fid) and export the best generator to RUN/best/")
+    p.add_argument("--dp-epsilon", type=float, metavar="EPS",
+                   help="differentially private training (Opacus DP-SGD) with this target epsilon: the noise "
+                        "multiplier is calibrated for --steps; stops before the budget is exceeded")
+    p.add_argument("--dp-delta", type=float, metavar="DELTA", help="DP target delta, below 1/N (default: 1e-5)")
+    p.add_argument("--dp-max-grad-norm", type=float, metavar="C", help="DP per-sample clipping norm (default: 1.0)")
+    p.add_argument("--dp-noise-multiplier", type=float, metavar="SIGMA",
+                   help="DP noise multiplier instead of --dp-epsilon; the epsilon spent is reported")
     p.add_argument("--out", help="run folder (default: runs/<model>-<data>[-N])")
     p.add_argument("--config", help="YAML file with model:, data:, train: sections")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -75,6 +87,16 @@ def cmd_train(a) -> int:
         sets.append(f"train.eval_every_kimg={a.eval_every}")
     if a.keep_best:
         sets += ["train.keep_best=true", f"train.eval_metric={a.keep_best}"]
+    for key in ("epsilon", "delta", "max_grad_norm", "noise_multiplier"):
+        value = getattr(a, f"dp_{key}")
+        if value is not None:
+            sets.append(f"privacy.{key}={value!r}")
+    if a.precision:
+        sets.append(f"train.precision={a.precision}")
+    if a.compile:
+        sets.append("train.compile=true")
+    if a.channels_last:
+        sets.append("train.channels_last=true")
     result = train(
         a.model, a.data, out=a.resume or a.out, resume=bool(a.resume), overwrite=a.overwrite,
         progress=not a.quiet, dry_run=a.dry_run, objective=a.objective, steps=a.steps,
@@ -178,6 +200,10 @@ def cmd_info(a) -> int:
           f"   train time: {d.get('train_time_s')} s")
     for k, v in (d.get("final") or {}).items():
         print(f"  {k:<16} {v:.4g}")
+    if d.get("privacy"):
+        from .privacy.dp import summary_text
+        for line in summary_text(d["privacy"]):
+            print(line)
     for k, v in d["paths"].items():
         print(f"{k + ':':<16} {v}")
     return 0
@@ -316,6 +342,54 @@ def cmd_report(a) -> int:
     return 0
 
 
+def _add_audit(sub) -> None:
+    p = sub.add_parser(
+        "audit", help="leakage audit: memorisation, data copying (Z_U), membership inference",
+        description="Checks whether a trained generator leaks its training images: nearest-neighbour "
+                    "memorisation and near-copies, the data-copying test Z_U of Meehan et al. 2020, and "
+                    "membership inference (white-box: D's logit or the VAE's ELBO; black-box: Hilprecht et al. "
+                    "2019) on training members vs held-out images. Writes RUN/audit.json and RUN/audit_pairs.png.")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--n-samples", type=int, default=10000, help="generated samples (default: 10000)")
+    p.add_argument("--n-members", type=int,
+                   help="training members, and as many held-out images, for membership inference "
+                        "(default: 1000 or what the data has)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed and subset seed (default: 0)")
+    p.add_argument("--features", default="auto",
+                   help="feature space: auto (what ganvae eval uses for the data), mnist, shapes, effnet, pixels "
+                        "(default: auto)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    p.set_defaults(func=cmd_audit)
+
+
+def cmd_audit(a) -> int:
+    from .privacy.audit import audit
+    from .training.loop import resolve_device
+
+    audit(a.run, n_samples=a.n_samples, n_members=a.n_members, seed=a.seed, features=a.features,
+          device=str(resolve_device(a.device)))
+    return 0
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="explore trained runs in the browser: samples, classes, latent sliders, interpolation",
+        description="A local web page (no external assets, works offline): a sample grid per run from a seed, "
+                    "a class picker for conditional models, latent sliders, interpolation between two seeds, and "
+                    "image reconstruction for VAEs. Several runs are shown side by side.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their model/ folders)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(a) -> int:
+    from .serve import serve
+
+    serve(a.runs, host=a.host, port=a.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -328,8 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_eval(sub)
     _add_report(sub)
+    _add_audit(sub)
     _add_traverse(sub)
     _add_interpolate(sub)
+    _add_serve(sub)
     return parser
 
 

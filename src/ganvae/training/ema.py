@@ -28,10 +28,11 @@ class EMA:
     @torch.no_grad()
     def update(self, net: nn.Module, batch_size: int, images_seen: int) -> None:
         b = self.beta(batch_size, images_seen)
-        for p_ema, p in zip(self.module.parameters(), net.parameters()):
-            p_ema.lerp_(p.detach(), 1.0 - b)
-        for b_ema, b_live in zip(self.module.buffers(), net.buffers()):
-            b_ema.copy_(b_live)
+        ema_p, live_p = list(self.module.parameters()), [p.detach() for p in net.parameters()]
+        torch._foreach_lerp_(ema_p, live_p, 1.0 - b)  # one multi-tensor kernel, same arithmetic as lerp_
+        ema_b, live_b = list(self.module.buffers()), list(net.buffers())
+        if ema_b:
+            torch._foreach_copy_(ema_b, live_b)
 
     def state_dict(self) -> dict:
         return self.module.state_dict()

@@ -122,7 +122,8 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         self.phases = model.phases()
         self.optimizers = [
-            torch.optim.Adam(ph.parameters(), lr=ph.lr, betas=ph.betas, weight_decay=ph.weight_decay)
+            torch.optim.Adam(ph.parameters(), lr=ph.lr, betas=ph.betas, weight_decay=ph.weight_decay,
+                             fused=True)  # one kernel for all parameters (CPU and CUDA); measured in speed.md
             for ph in self.phases
         ]
         use_ema = model.ema_default if cfg.ema is None else cfg.ema

@@ -179,12 +179,14 @@ def write_md(path: Path, rows: list[dict], real_cas: float | None, args, started
         f"before/after {load0:.2f}/{os.getloadavg()[0]:.2f}; total {seconds / 60:.1f} min.", "",
         "Protocol: one run per epsilon on `mnist` (60k train images), delta = "
         f"{args.delta:g}, batch size {args.batch_size} (DP: Poisson sample rate {args.batch_size}/60000), "
-        f"{args.minutes:g} min of training each, seed {args.seed}. DP runs: Opacus DP-SGD on D's real-data "
-        f"term only (G and the fake term are post-processing / not charged), clipping norm {args.max_grad_norm:g}, "
+        f"{args.minutes:g} min of training each, seed {args.seed}. DP runs: Opacus DP-SGD "
+        + ("on D's real-data term only (G and the fake term are post-processing / not charged)"
+           if args.model == "cdcgan" else "on the whole model (encoder and decoder)")
+        + f", clipping norm {args.max_grad_norm:g}, "
         "RDP accountant, noise multiplier calibrated for the planned steps "
         + ("(`--steps`)" if args.steps else "(as many as a short probe says fit the budget)")
         + "; epsilon spent = what the accountant reports at the end. eps = inf: the same model and config "
-        "trained without DP (D with GroupNorm in every run). "
+        "trained without DP" + (" (D with GroupNorm in every run). " if args.model == "cdcgan" else ". ")
         f"CAS: {args.n_gen} generated images (classes balanced) train a fixed small CNN (conv32-pool-conv64-pool-"
         f"dense128, Adam 1e-3, batch 128, {args.cas_epochs} epochs, seed 0), tested on the 10k real MNIST test "
         f"images. FID/cacc: `ganvae eval`, {args.n} samples vs {args.n} test images, `mnist` feature net, "

@@ -6,7 +6,7 @@
         --results benchmarks/results/speed-gpu.md
 
 For each model at its default sizes (registered config, default widths, batch 64 unless
-``--batch``), one worker process per measurement (so peak memory is its own) measures:
+``--batch``) it measures:
 
 - training images/s of ganvae's loop (``Trainer.train_step``), the median of ``--repeats``
   timed blocks of ``--steps`` steps after warm-up steps (compile warm-up included there);
@@ -23,8 +23,10 @@ For each model at its default sizes (registered config, default widths, batch 64
   process's baseline (``ru_maxrss`` after minus before building the model);
 - for ganvae's fp32 loop, the profile's top operators (``torch.profiler``, self CPU time).
 
-Workers run one after another, alternating ganvae and reference per model, so slow drift of
-a noisy machine hits both; the ratio is ganvae img/s over reference img/s of the same model.
+All loops of one model (the reference, ganvae contiguous, ganvae channels_last, other precisions,
+compile) are built in one worker process and timed in alternating blocks, so the noise of a shared
+machine hits them alike; FLOPs, memory, sampling and the profile come from one more worker per loop
+(so peak memory is its own). The ratio is img/s over the reference's img/s of the same model.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reference import TutorialGAN, TutorialVAE  # noqa: E402
 
 SPECS = {  # name -> (registered model, image size, channels)
     "dcgan-28": ("dcgan", 28, 1),
@@ -131,128 +136,75 @@ class OursLoop:
         return n / (time.perf_counter() - t)
 
 
-class TutorialDataset(torch.utils.data.Dataset):
-    """Per-item work, as tutorials do with ``transforms.ToTensor()`` + ``Normalize((0.5,), (0.5,))``."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, normalize: bool):
-        self.images = images.numpy()
-        self.labels = labels.numpy()
-        self.normalize = normalize
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        x = torch.from_numpy(self.images[i]).float().div(255)
-        if self.normalize:
-            x = (x - 0.5) / 0.5
-        return x, int(self.labels[i])
-
-
-class ReferenceLoop:
-    def __init__(self, spec, args, device):
-        from torch import nn
-
-        model = build_model(spec).to(device)
-        self.family = model.family
-        images, labels = fake_data(spec)
-        self.loader = torch.utils.data.DataLoader(TutorialDataset(images, labels, self.family == "gan"),
-                                                  batch_size=args.batch, shuffle=True, drop_last=True)
-        self.it = iter(self.loader)
-        self.device = device
-        self.latent_dim = model.config.latent_dim
-        if self.family == "gan":
-            self.netG, self.netD = model.G, nn.Sequential(model.D, nn.Sigmoid())
-            self.criterion = nn.BCELoss()
-            self.optD = torch.optim.Adam(self.netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
-            self.optG = torch.optim.Adam(self.netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        else:
-            self.enc, self.dec = model.encoder, model.decoder
-            self.opt = torch.optim.Adam(list(self.enc.parameters()) + list(self.dec.parameters()), lr=1e-3)
-        self.losses: list[float] = []
-
-    def _batch(self):
-        try:
-            return next(self.it)
-        except StopIteration:
-            self.it = iter(self.loader)
-            return next(self.it)
-
-    def step(self) -> int:
-        import torch.nn.functional as F
-
-        x, _ = self._batch()
-        x = x.to(self.device)
-        b = x.shape[0]
-        if self.family == "gan":
-            self.netD.zero_grad()
-            label = torch.full((b,), 1.0, device=self.device)
-            err_real = self.criterion(self.netD(x).view(-1), label)
-            err_real.backward()
-            fake = self.netG(torch.randn(b, self.latent_dim, device=self.device))
-            label.fill_(0.0)
-            err_fake = self.criterion(self.netD(fake.detach()).view(-1), label)
-            err_fake.backward()
-            self.optD.step()
-            self.netG.zero_grad()
-            label.fill_(1.0)
-            err_g = self.criterion(self.netD(fake).view(-1), label)
-            err_g.backward()
-            self.optG.step()
-            self.losses.append((err_real + err_fake).item())
-            self.losses.append(err_g.item())
-        else:
-            self.opt.zero_grad()
-            mu, logvar = self.enc(x).chunk(2, dim=1)
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-            recon = torch.sigmoid(self.dec(z))
-            bce = F.binary_cross_entropy(recon, x, reduction="sum")
-            kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-            loss = bce + kld
-            loss.backward()
-            self.losses.append(loss.item())
-            self.opt.step()
-        return b
+def ReferenceLoop(spec, args, device):
+    """The tutorial-style loop (:mod:`reference`) over fresh copies of the same networks."""
+    model = build_model(spec).to(device)
+    images, labels = fake_data(spec)
+    if model.family == "gan":
+        return TutorialGAN(model.G, model.D, model.config.latent_dim, images, labels, args.batch, device)
+    return TutorialVAE(model.encoder, model.decoder, images, labels, args.batch, device)
 
 
 # --------------------------------------------------------------------------- one measurement
-def worker(job: dict) -> dict:
+def make_loop(spec: str, v: dict, base: dict, device):
+    args = argparse.Namespace(**{**base, **v})
+    return (OursLoop if args.impl == "ours" else ReferenceLoop)(spec, args, device)
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_worker(job: dict) -> dict:
+    """img/s of every variant of one model, built in this process and timed in alternating blocks."""
+    torch.set_num_threads(job["threads"])
+    torch.manual_seed(0)
+    device = torch.device(job["base"]["device"])
+    loops = [make_loop(job["spec"], v, job["base"], device) for v in job["variants"]]
+    warm = []
+    for v, loop in zip(job["variants"], loops):
+        t = time.perf_counter()
+        for _ in range(job["base"]["warmup"] + (3 if v.get("compile") else 0)):
+            loop.step()
+        sync(device)
+        warm.append(time.perf_counter() - t)
+    rates: list[list[float]] = [[] for _ in loops]
+    for r in range(job["base"]["repeats"]):
+        order = list(range(len(loops)))
+        order = order if r % 2 == 0 else order[::-1]  # drift hits every variant alike
+        for i in order:
+            t = time.perf_counter()
+            imgs = sum(loops[i].step() for _ in range(job["base"]["steps"]))
+            sync(device)
+            rates[i].append(imgs / (time.perf_counter() - t))
+    return {"img_s": [statistics.median(r) for r in rates], "img_s_all": rates, "warmup_s": warm}
+
+
+def detail_worker(job: dict) -> dict:
+    """FLOPs per image, peak memory, sampling rate and profile of one variant, alone in this process."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    args = argparse.Namespace(**job)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(job["threads"])
     torch.manual_seed(0)
-    device = torch.device(args.device)
+    device = torch.device(job["device"])
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    loop = (OursLoop if args.impl == "ours" else ReferenceLoop)(args.spec, args, device)
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    t = time.perf_counter()
-    for _ in range(args.warmup):
+    v = job["variant"]
+    loop = make_loop(job["spec"], v, job["base"], device)
+    for _ in range(2):
         loop.step()
-    sync()
-    warm_s = time.perf_counter() - t
-    rates = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        imgs = sum(loop.step() for _ in range(args.steps))
-        sync()
-        rates.append(imgs / (time.perf_counter() - t))
-    out = {"img_s": statistics.median(rates), "img_s_all": rates, "warmup_s": warm_s}
-    if not args.compile:  # FlopCounterMode does not see inside compiled graphs
+    out = {}
+    if not v.get("compile"):  # FlopCounterMode does not see inside compiled graphs
         with FlopCounterMode(display=False) as fc:
             imgs = loop.step()
         out["flops_per_img"] = fc.get_total_flops() / imgs
     out["rss_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     if device.type == "cuda":
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    if args.impl == "ours":
+    if v["impl"] == "ours":
         out["sample_img_s"] = loop.sample_rate()
-        if args.profile:
-            out["top_ops"] = profile(loop, args.steps)
+        if v.get("profile"):
+            out["top_ops"] = profile(loop, job["base"]["steps"])
     return out
 
 
@@ -284,7 +236,7 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(SPECS))
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=6, help="steps per timed block")
-    ap.add_argument("--repeats", type=int, default=3, help="timed blocks (the median is reported)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed blocks per loop (the median is reported)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cpu")
@@ -292,12 +244,14 @@ def main() -> None:
                     help="comma list; default fp32, plus bf16 on GPUs and on CPUs with bf16 instructions "
                          "(avx512_bf16 or amx_bf16)")
     ap.add_argument("--channels-last", default="dcgan-28,dcgan-32,dcgan-64,vae-28,vae-32",
-                    help="models to also measure with channels_last (comma list, or none)")
+                    help="models to also measure with channels_last, ganvae's CPU default for conv nets "
+                         "(comma list, or none)")
     ap.add_argument("--compile", default="", help="models to also measure with torch.compile (comma list)")
     ap.add_argument("--results", default="benchmarks/results/speed.md")
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+        job = json.loads(args.worker)
+        print(json.dumps((time_worker if job["kind"] == "time" else detail_worker)(job)))
         return
 
     torch.set_num_threads(args.threads)
@@ -316,54 +270,48 @@ def main() -> None:
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16, 2048 if bf16_hw else 256)}
     print(f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s", flush=True)
     base = dict(batch=args.batch, steps=args.steps, repeats=args.repeats, warmup=args.warmup,
-                threads=args.threads, device=args.device, precision="fp32", channels_last=False, compile=False,
-                profile=False)
+                threads=args.threads, device=args.device, precision="fp32", channels_last=False, compile=False)
     rows = []
     for m in models:
-        variants = [dict(impl="ref"), dict(impl="ours", profile=True)]
-        variants += [dict(impl="ours", precision=p) for p in precisions[m] if p != "fp32"]
+        # ganvae: contiguous fp32, its default (channels_last on for conv nets on the CPU), other precisions
+        variants = [dict(impl="ref"), dict(impl="ours", channels_last=False, profile=True)]
         if m in cl:
             variants.append(dict(impl="ours", channels_last=True))
+        variants += [dict(impl="ours", precision=p, channels_last=m in cl) for p in precisions[m] if p != "fp32"]
         if m in comp:
-            variants.append(dict(impl="ours", compile=True, warmup=args.warmup + 3))
-        results = {}
-        # ref and ours back to back, twice in opposite order, so drift hits both
-        for order in (variants, variants[::-1]):
-            for v in order:
-                key = json.dumps(v, sort_keys=True)
-                r = run_worker({**base, **v, "spec": m})
-                results.setdefault(key, []).append(r)
-        for v in variants:
-            rs = results[json.dumps(v, sort_keys=True)]
-            ok = [r for r in rs if "error" not in r]
-            if not ok:
-                rows.append({"model": m, **v, "error": rs[0]["error"]})
-                print(f"{m} {v}: error {rs[0]['error']}", flush=True)
-                continue
-            row = {"model": m, **{**base, **v}, "img_s": statistics.median([r["img_s"] for r in ok]),
-                   **{k: ok[0][k] for k in ("flops_per_img", "rss_mb", "sample_img_s", "top_ops", "cuda_peak_mb")
-                      if k in ok[0]}}
+            variants.append(dict(impl="ours", compile=True, channels_last=m in cl))
+        timing = run_worker({"kind": "time", "spec": m, "variants": variants, "base": base,
+                             "threads": args.threads})
+        if "error" in timing:
+            print(f"{m}: error {timing['error']}", flush=True)
+            rows.append({"model": m, "impl": "ref", "error": timing["error"]})
+            continue
+        for v, rate in zip(variants, timing["img_s"]):
+            d = run_worker({"kind": "detail", "spec": m, "variant": v, "base": base, "threads": args.threads,
+                            "device": args.device})
+            row = {"model": m, **{**base, **v}, "img_s": rate, **{k: d[k] for k in d if k != "error"}}
             if "flops_per_img" in row:
                 row["gflop_s"] = row["img_s"] * row["flops_per_img"] / 1e9
-                row["peak_share"] = row["gflop_s"] / peak[row["precision"]]
             rows.append(row)
-        ref = next((r for r in rows if r["model"] == m and r["impl"] == "ref" and "img_s" in r), None)
-        for r in rows:
-            if r["model"] == m and ref and "img_s" in r:
-                r["ratio"] = r["img_s"] / ref["img_s"]
-        for r in rows:
-            if r["model"] == m and "img_s" in r:
-                print(f"{m:11s} {label(r):22s} {r['img_s']:8.1f} img/s  x{r.get('ratio', float('nan')):.2f}  "
-                      + (f"{r['peak_share']:.0%} of peak" if "peak_share" in r else ""), flush=True)
+        ref = rows[-len(variants)]
+        for r in rows[-len(variants):]:
+            r["ratio"] = r["img_s"] / ref["img_s"]
+            print(f"{m:11s} {label(r):30s} {r['img_s']:8.1f} img/s  x{r['ratio']:.2f}", flush=True)
+    # the peak again at the end: the machine is noisy, the larger measurement is the closer to the truth
+    for k, n in (("fp32", 2048), ("bf16", 2048 if bf16_hw else 256)):
+        peak[k] = max(peak[k], matmul_peak(getattr(torch, {"fp32": "float32", "bf16": "bfloat16"}[k]), n))
+    print(f"matmul peak (max of start and end): fp32 {peak['fp32']:.0f} GFLOP/s", flush=True)
+    for r in rows:
+        if "gflop_s" in r:
+            r["peak_share"] = r["gflop_s"] / peak[r["precision"]]
     write(rows, peak, bf16_hw, args)
 
 
 def label(r: dict) -> str:
     if r["impl"] == "ref":
         return "reference (tutorial)"
-    parts = ["ganvae", r["precision"]]
-    if r.get("channels_last"):
-        parts.append("channels_last")
+    parts = ["ganvae", r.get("precision", "fp32")]
+    parts.append("channels_last" if r.get("channels_last") else "contiguous")
     if r.get("compile"):
         parts.append("compile")
     return " ".join(parts)
@@ -383,11 +331,13 @@ def write(rows: list[dict], peak: dict, bf16_hw: bool, args) -> None:
         f"- Command: `{' '.join(shlex.quote(a) for a in [sys.executable.split('/')[-1], *sys.argv])}`",
         f"- Matmul peak measured in this run (2048^3 torch.mm): fp32 {peak['fp32']:.0f} GFLOP/s, "
         f"bf16 {peak['bf16']:.0f} GFLOP/s",
-        f"- Batch {args.batch}; img/s = real training images per second, median of the per-worker medians "
-        f"({args.repeats} blocks of {args.steps} steps after {args.warmup} warm-up steps, 2 workers each); "
+        f"- Batch {args.batch}; img/s = real training images per second: every loop of a model is built in one "
+        f"worker process and timed in {args.repeats} alternating blocks of {args.steps} steps after "
+        f"{args.warmup} warm-up steps (median); FLOPs, memory and sampling come from one more worker per loop; "
         "ratio = img/s / reference img/s of the same model; FLOPs per training image from FlopCounterMode "
         "over one whole step (all phases, forward + backward); share = achieved GFLOP/s / matmul peak of "
-        "that precision; memory = peak RSS over the worker's baseline (CPU).",
+        "that precision (the larger of two measurements, at the start and the end); memory = peak RSS over the "
+        "worker's baseline (CPU). ganvae's default on the CPU is channels_last for conv nets.",
         "",
         "| model | loop | img/s | x reference | GFLOP/img | GFLOP/s | share of peak | sample img/s | memory MB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",

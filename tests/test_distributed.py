@@ -107,3 +107,12 @@ def test_batch_must_split_evenly(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
     assert r.returncode != 0
     assert "multiple of 2" in r.stderr
+
+
+def test_cpu_generator_draws_the_same_numbers_for_another_device():
+    # a CPU noise generator gives a GPU run the CPU run's numbers (benchmarks/gpu_step_check.py relies on it);
+    # "meta" stands in for the other device here
+    g = torch.Generator().manual_seed(5)
+    x = rng.randn((4, 3), g, device="meta")
+    assert x.device.type == "meta" and x.shape == (4, 3)
+    assert not torch.equal(g.get_state(), torch.Generator().manual_seed(5).get_state())  # drawn on the CPU generator

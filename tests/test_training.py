@@ -198,3 +198,23 @@ def test_dynamic_binarization_gives_fresh_binary_batches():
     stream = BatchStream(images, None, 8, seed=0, binarize=torch.Generator().manual_seed(0))
     a, b = stream.next().x, stream.next().x
     assert set(a.unique().tolist()) <= {0.0, 1.0} and not torch.equal(a, b)
+
+
+def test_channels_last_is_the_cpu_default_for_conv_nets_only(tmp_path):
+    from model_helpers import tiny_model
+
+    from ganvae.training import TrainConfig, Trainer
+
+    images = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8)
+    for name, conv in (("dcgan", True), ("mlp-gan", False)):
+        model = tiny_model(name)
+        tr = Trainer(model, TrainConfig(batch_size=8, tensorboard=False), images, None, tmp_path, torch.device("cpu"))
+        assert tr.channels_last is conv
+        w = next(p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1) if conv else None
+        if conv:
+            assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+        tr.train_step()  # trains in that format
+    model = tiny_model("dcgan")
+    tr = Trainer(model, TrainConfig(batch_size=8, tensorboard=False, channels_last=False), images, None, tmp_path,
+                 torch.device("cpu"))
+    assert tr.channels_last is False

@@ -20,7 +20,8 @@ from .errors import GanvaeError
 
 # train.* keys a resume may change; anything else would break the exact continuation
 RESUMABLE_KEYS = {"steps", "max_minutes", "device", "threads", "log_every", "sample_every", "checkpoint_every",
-                  "eval_every_kimg", "eval_n", "report", "tensorboard", "precision", "channels_last", "compile"}
+                  "eval_every_kimg", "eval_n", "report", "tensorboard", "precision", "channels_last", "compile",
+                  "tf32"}
 
 
 @dataclass

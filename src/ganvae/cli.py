@@ -52,7 +52,7 @@ def _add_train(sub) -> None:
                    help="bf16: autocast matmuls and convolutions to bfloat16 (GPUs, CPUs with AVX512-BF16/AMX) (default: fp32)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the networks (opt-in)")
     p.add_argument("--channels-last", action="store_true", default=None,
-                   help="channels-last memory format for conv nets and batches")
+                   help="channels-last memory format for conv nets and batches (default: on for conv nets on the CPU; off: --set train.channels_last=false)")
     p.add_argument("--eval-every", type=float, metavar="KIMG",
                    help="score the generator every KIMG thousand images (train.eval_metric, default fid, on train.eval_n samples)")
     p.add_argument("--keep-best", metavar="METRIC",

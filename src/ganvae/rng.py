@@ -41,22 +41,36 @@ def _draw(fn, shape: tuple[int, ...]) -> torch.Tensor:
     return fn((n * world,) + tuple(shape[1:]))[rank * n:(rank + 1) * n]
 
 
+def _on(generator: torch.Generator | None, device):
+    """Where to draw: the generator's own device; the result moves to ``device`` when that differs
+    (a CPU generator gives the same numbers to a CPU and a GPU run)."""
+    if generator is None or device is None or generator.device.type == torch.device(device).type:
+        return device, None
+    return generator.device, device
+
+
 def randn(shape: tuple[int, ...], generator: torch.Generator | None = None, *, device=None,
           dtype: torch.dtype | None = None) -> torch.Tensor:
     """Standard normal draws, one row per sample (``shape[0]`` = samples in this process)."""
-    return _draw(lambda s: torch.randn(s, generator=generator, device=device, dtype=dtype), tuple(shape))
+    at, to = _on(generator, device)
+    x = _draw(lambda s: torch.randn(s, generator=generator, device=at, dtype=dtype), tuple(shape))
+    return x if to is None else x.to(to)
 
 
 def rand(shape: tuple[int, ...], generator: torch.Generator | None = None, *, device=None,
          dtype: torch.dtype | None = None) -> torch.Tensor:
     """Uniform [0, 1) draws, one row per sample."""
-    return _draw(lambda s: torch.rand(s, generator=generator, device=device, dtype=dtype), tuple(shape))
+    at, to = _on(generator, device)
+    x = _draw(lambda s: torch.rand(s, generator=generator, device=at, dtype=dtype), tuple(shape))
+    return x if to is None else x.to(to)
 
 
 def randint(low: int, high: int, shape: tuple[int, ...], generator: torch.Generator | None = None, *,
             device=None) -> torch.Tensor:
     """Integers in [low, high), one row per sample."""
-    return _draw(lambda s: torch.randint(low, high, s, generator=generator, device=device), tuple(shape))
+    at, to = _on(generator, device)
+    x = _draw(lambda s: torch.randint(low, high, s, generator=generator, device=at), tuple(shape))
+    return x if to is None else x.to(to)
 
 
 def bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -331,6 +331,8 @@ def _finite_if_empty(terms: dict[str, torch.Tensor], n: int) -> dict[str, torch.
 class DPTrainer(Trainer):
     """The loop with one phase (D, or the VAE's) made differentially private. See the module docstring."""
 
+    auto_channels_last = False  # Opacus's per-sample gradient hooks expect contiguous grads
+
     def __init__(self, model, cfg, images, labels, out, device, *args, privacy: PrivacyConfig, **kwargs):
         super().__init__(model, cfg, images, labels, out, device, *args, **kwargs)
         from opacus import GradSampleModule

@@ -57,8 +57,10 @@ class TrainConfig:
     deterministic: bool = False       # GPU: deterministic kernels (slower) so runs and resumes repeat exactly;
                                       # CPU runs are deterministic already
     precision: str = "fp32"           # fp32, or bf16 (autocast: bfloat16 matmuls/convs, fp32 weights and optimizer)
-    channels_last: bool = False       # conv nets and image batches in channels-last memory format
+    channels_last: bool | None = None  # conv nets and batches in channels-last memory format; null: on for conv
+                                       # nets on the CPU (1.05-1.4x there, benchmarks/results/speed.md), else off
     compile: bool = False             # torch.compile the networks (nn.Module.compile; first steps are slow)
+    tf32: bool = True                 # CUDA: TF32 tensor cores for fp32 matmuls and convolutions (Ampere and newer)
 
     def validate(self) -> None:
         for name in ("steps", "log_every", "sample_every", "checkpoint_every", "grid_size"):
@@ -110,6 +112,8 @@ def resolve_device(name: str) -> torch.device:
 class Trainer:
     """Drives ``model`` on ``images`` (uint8, (N, C, H, W)); writes into the run folder ``out``."""
 
+    auto_channels_last = True  # train.channels_last=null may turn it on (see TrainConfig)
+
     def __init__(self, model: GenerativeModel, cfg: TrainConfig, images: torch.Tensor,
                  labels: torch.Tensor | None, out: str | Path, device: torch.device, binarize: bool = False,
                  evaluator=None, on_best=None, world: World = distributed.SINGLE):
@@ -117,8 +121,14 @@ class Trainer:
         self.world = world
         distributed.check_batch(world, cfg.batch_size)
         self.autocast_dtype = PRECISIONS[cfg.precision]
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        if cfg.channels_last:
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+            torch.backends.cudnn.allow_tf32 = cfg.tf32
+        self.channels_last = cfg.channels_last
+        if self.channels_last is None:
+            self.channels_last = self.auto_channels_last and device.type == "cpu" and any(
+                isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
+        if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.phases = model.phases()
         self.optimizers = [
@@ -248,7 +258,7 @@ class Trainer:
             for _ in range(ph.repeats):
                 if ph.real_data:
                     batch = self.stream.next()
-                    if self.cfg.channels_last:
+                    if self.channels_last:
                         batch.x = batch.x.contiguous(memory_format=torch.channels_last)
                     self.images_seen += batch.n * world.size
                 else:

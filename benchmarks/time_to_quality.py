@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference import TutorialGAN, TutorialVAE  # noqa: E402
+from speed import cpu_model  # noqa: E402
 
 from ganvae.data import DataConfig, load_data  # noqa: E402
 from ganvae.metrics.evaluate import TrainingEvaluator, _subset  # noqa: E402
@@ -212,7 +213,7 @@ def main() -> None:
     plot(res, png)
     out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
     machine = (torch.cuda.get_device_name(0) if device.type == "cuda" else
-               f"{_cpu()}, {os.cpu_count()} cores, {args.threads} torch threads")
+               f"{cpu_model()}, {os.cpu_count()} cores, {args.threads} torch threads")
     lines = ["# Time to quality: ganvae against the tutorial loops on MNIST", "",
              f"- Date: {dt.date.today()}; machine: {machine}; torch {torch.__version__}",
              f"- Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`",
@@ -252,16 +253,6 @@ def main() -> None:
 
 def _t(s: float | None) -> str:
     return "not reached" if s is None else f"{s / 60:.1f} min"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

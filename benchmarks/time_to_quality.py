@@ -98,6 +98,23 @@ def first_time(curve: list[dict], ok) -> float | None:
     return next((p["train_s"] for p in curve if ok(p["value"])), None)
 
 
+def run_ours(kind: str, splits, args, device, score, minutes: float, every_s: float) -> tuple[list[dict], dict]:
+    """ganvae's loop (``OURS[kind]``) through :func:`run_loop`; ``score(model, trainer)``; the curve and config."""
+    name, over, batch = OURS[kind]
+    torch.manual_seed(args.seed)
+    model = model_of(name, over, splits.meta).to(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = Trainer(model, TrainConfig(batch_size=batch, seed=args.seed, tensorboard=False, report=False),
+                     splits.train.images, splits.train.labels, tmp, device)
+
+        def step():
+            tr.train_step()
+            return tr._images_this_step
+
+        curve = run_loop(step, lambda: score(model, tr), minutes, every_s, "ganvae")
+    return curve, {"model": name, **over, "batch_size": batch}
+
+
 def bench_gan(splits, args, device) -> dict:
     meta = splits.meta
     ev = TrainingEvaluator("fid", splits, "mnist", args.n, seed=0, device=str(device))
@@ -117,20 +134,9 @@ def bench_gan(splits, args, device) -> dict:
 
     out["reference"] = run_loop(ref.step, ref_score, args.gan_minutes, args.eval_every, "reference")
 
-    name, over, batch = OURS["gan"]
-    torch.manual_seed(args.seed)
-    model = model_of(name, over, meta).to(device)
-    with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(model, TrainConfig(batch_size=batch, seed=args.seed, tensorboard=False, report=False),
-                     splits.train.images, splits.train.labels, tmp, device)
-
-        def step():
-            tr.train_step()
-            return tr._images_this_step
-
-        out["ganvae"] = run_loop(step, lambda: ev(model, tr.sampling_net())["eval/fid"], args.gan_minutes,
-                                 args.eval_every, "ganvae")
-    out["ours_config"] = {"model": name, **over, "batch_size": batch}
+    out["ganvae"], out["ours_config"] = run_ours("gan", splits, args, device,
+                                                 lambda model, tr: ev(model, tr.sampling_net())["eval/fid"],
+                                                 args.gan_minutes, args.eval_every)
     return out
 
 
@@ -142,21 +148,10 @@ def bench_vae(splits, args, device) -> dict:
     ref = TutorialVAE(ref_model.encoder, ref_model.decoder, splits.train.images, splits.train.labels, 128, device)
     out = {"reference": run_loop(ref.step, lambda: test_elbo(ref_model.encoder, ref_model.decoder, x_test),
                                  args.vae_minutes, args.eval_every / 2, "reference")}
-    name, over, batch = OURS["vae"]
-    torch.manual_seed(args.seed)
-    model = model_of(name, over, meta).to(device)
-    with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(model, TrainConfig(batch_size=batch, seed=args.seed, tensorboard=False, report=False),
-                     splits.train.images, splits.train.labels, tmp, device)
-
-        def step():
-            tr.train_step()
-            return tr._images_this_step
-
-        out["ganvae"] = run_loop(step, lambda: test_elbo(model.encoder, model.decoder, x_test), args.vae_minutes,
-                                 args.eval_every / 2, "ganvae")
+    out["ganvae"], out["ours_config"] = run_ours("vae", splits, args, device,
+                                                 lambda model, tr: test_elbo(model.encoder, model.decoder, x_test),
+                                                 args.vae_minutes, args.eval_every / 2)
     out["target"] = out["reference"][-1]["value"]
-    out["ours_config"] = {"model": name, **over, "batch_size": batch}
     return out
 
 

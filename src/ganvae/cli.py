@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--model", help="registered model name (default: dcgan)")
     p.add_argument("--objective", help=f"GAN objective: {', '.join(GAN_OBJECTIVES.names())} (default: nonsaturating)")
-    p.add_argument("--data", help="data source (default: mnist)")
+    p.add_argument("--data", help="a built-in source (mnist, mnist-5k, digits, faces, shapes), a folder of images, "
+                   "an .npz file, or folder:PATH / idx:PATH / npz:PATH (default: mnist)")
     p.add_argument("--image-size", type=int, help="resize images to this square size (default: the source's own)")
     p.add_argument("--channels", type=int, choices=[1, 3], help="convert images to 1 or 3 channels (default: the source's own)")
     p.add_argument("--steps", type=int, help=f"training steps in total (default: {d['steps']})")
@@ -420,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ganvae: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ganvae info RUN | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -36,8 +36,10 @@ def test_unknown_source_lists_names_and_prefixes():
     msg = str(e.value)
     for word in ("'cifar'", "mnist", "shapes", "folder:PATH", "idx:PATH", "npz:PATH"):
         assert word in msg
-    with pytest.raises(GanvaeError, match="folder:/some/where"):
+    with pytest.raises(GanvaeError, match="'/some/where': no such folder or .npz file"):
         load_data(DataConfig(source="/some/where"), progress=False)
+    with pytest.raises(GanvaeError, match="'gone.npz': no such folder or .npz file"):
+        load_data(DataConfig(source="gone.npz"), progress=False)
     with pytest.raises(GanvaeError, match="give a path"):
         load_data(DataConfig(source="folder:"), progress=False)
 
@@ -74,3 +76,31 @@ def test_imagedata_checks():
     assert d.labels.dtype == torch.int64 and len(d) == 3
     with pytest.raises(ValueError):
         ImageData(images=torch.zeros(3, 1, 4, 4))
+
+
+def test_a_bare_existing_path_is_a_folder_idx_folder_or_npz(tmp_path, monkeypatch):
+    """``--data ./photos`` works like ``folder:./photos``; likewise idx folders and .npz files; names win."""
+    import struct
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(pics / f"{i}.png")
+    arr = rng.integers(0, 256, (10, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "a.npz", images=arr)
+    mn = tmp_path / "mn"
+    mn.mkdir()
+    (mn / "train-images-idx3-ubyte").write_bytes(struct.pack(">I", 0x0803) + struct.pack(">3I", 10, 8, 8)
+                                                 + arr.tobytes())
+    for bare, explicit in ((str(pics), f"folder:{pics}"), (str(tmp_path / "a.npz"), f"npz:{tmp_path / 'a.npz'}"),
+                           (str(mn), f"idx:{mn}")):
+        a = load_data(DataConfig(source=bare, holdout=0.2, cache_dir=str(tmp_path / "c")), progress=False)
+        b = load_data(DataConfig(source=explicit, holdout=0.2, cache_dir=str(tmp_path / "c")), progress=False)
+        assert torch.equal(a.train.images, b.train.images) and torch.equal(a.test.images, b.test.images)
+    assert load_data(DataConfig(source=str(mn)), progress=False).train.images.shape[1] == 1  # idx, not images
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()  # an empty folder named like a built-in source: the built-in wins
+    assert len(load_data(DataConfig(source="digits"), progress=False).train) > 1000

@@ -1,12 +1,16 @@
 """The source registry and the built-in data sets.
 
 A loader registered in :data:`SOURCES` is called as ``loader(cfg, progress)``;
-a path-taking loader in :data:`PREFIXES` as ``loader(path, cfg, progress)``.
+a path-taking loader in :data:`PREFIXES` as ``loader(path, cfg, progress)``; a bare existing path
+(``./photos``, ``~/data/x.npz``) stands for ``folder:``, ``idx:`` (a folder with MNIST idx files) or ``npz:``.
 Both return a :class:`~ganvae.data.config.SourceData` (native size/channels;
 ``test=None`` asks :func:`~ganvae.data.load_data` for a seeded split).
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +18,7 @@ import torch
 from ..errors import GanvaeError
 from ..registry import Registry
 from .config import DataConfig, ImageData, SourceData
+from .files import _find as find_idx
 from .files import load_idx, load_npz
 from .folder import load_folder
 from .shapes import load_shapes
@@ -110,6 +115,16 @@ def load_faces(cfg: DataConfig, progress: bool = True) -> SourceData:
 SOURCES.add("shapes", load_shapes)
 
 
+def _path_kind(source: str) -> str | None:
+    """The prefix a bare existing path stands for, or None: built-in names win over same-named folders."""
+    path = Path(os.path.expanduser(source))
+    if path.is_dir():
+        return "idx" if find_idx(path, "train", "images", 3) is not None else "folder"
+    if path.is_file() and path.suffix.lower() == ".npz":
+        return "npz"
+    return None
+
+
 def resolve(source: str):
     """``source`` -> (loader called as ``loader(cfg, progress)``, kind)."""
     prefix, sep, rest = source.partition(":")
@@ -120,10 +135,13 @@ def resolve(source: str):
         return (lambda cfg, progress: fn(rest, cfg, progress)), prefix
     if source in SOURCES:
         return SOURCES.get(source), source
-    hint = ""
-    if "/" in source or "\\" in source or source.startswith("."):
-        hint = f" (for a folder of images write folder:{source})"
-    raise GanvaeError(
-        f"unknown data source {source!r}; valid names: {', '.join(SOURCES.names())}, "
-        f"or folder:PATH, idx:PATH, npz:PATH{hint}"
-    )
+    prefix = _path_kind(source)  # a bare path: a folder (of images, or of MNIST-style idx files) or an .npz
+    if prefix is not None:
+        fn = PREFIXES[prefix]
+        return (lambda cfg, progress: fn(source, cfg, progress)), prefix
+    names = ", ".join(SOURCES.names())
+    if "/" in source or "\\" in source or source.startswith((".", "~")) or source.lower().endswith(".npz"):
+        raise GanvaeError(f"data source {source!r}: no such folder or .npz file; expected an existing folder of "
+                          f"images (or of MNIST idx files), an .npz file, or a built-in name: {names}")
+    raise GanvaeError(f"unknown data source {source!r}; valid names: {names}, or a folder of images, "
+                      "an .npz file (folder:PATH, idx:PATH, npz:PATH to be explicit)")

@@ -124,6 +124,8 @@ class OursLoop:
                           compile=args.compile, tensorboard=False, report=False, device=str(device))
         self.tmp = tempfile.TemporaryDirectory()
         self.trainer = Trainer(self.model, cfg, images, labels, self.tmp.name, device)
+        if args.defer is not None:  # the non-finite loss check: after every phase (a host sync) or deferred
+            self.trainer.defer_finite_check = args.defer
 
     def step(self) -> int:
         self.trainer.train_step()
@@ -247,6 +249,8 @@ def main() -> None:
                     help="models to also measure with channels_last, ganvae's CPU default for conv nets "
                          "(comma list, or none)")
     ap.add_argument("--compile", default="", help="models to also measure with torch.compile (comma list)")
+    ap.add_argument("--finite-check", default="", help="models to also measure with the other non-finite loss "
+                    "check than the device's default (every phase with a host sync on CUDA; deferred on the CPU)")
     ap.add_argument("--results", default="benchmarks/results/speed.md")
     args = ap.parse_args()
     if args.worker:
@@ -270,7 +274,8 @@ def main() -> None:
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16, 2048 if bf16_hw else 256)}
     print(f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s", flush=True)
     base = dict(batch=args.batch, steps=args.steps, repeats=args.repeats, warmup=args.warmup,
-                threads=args.threads, device=args.device, precision="fp32", channels_last=False, compile=False)
+                threads=args.threads, device=args.device, precision="fp32", channels_last=False, compile=False,
+                defer=None)
     rows = []
     for m in models:
         # ganvae: contiguous fp32, its default (channels_last on for conv nets on the CPU), other precisions
@@ -280,6 +285,8 @@ def main() -> None:
         variants += [dict(impl="ours", precision=p, channels_last=m in cl) for p in precisions[m] if p != "fp32"]
         if m in comp:
             variants.append(dict(impl="ours", compile=True, channels_last=m in cl))
+        if m in args.finite_check.split(","):
+            variants.append(dict(impl="ours", defer=not args.device.startswith("cuda"), channels_last=m in cl))
         timing = run_worker({"kind": "time", "spec": m, "variants": variants, "base": base,
                              "threads": args.threads})
         if "error" in timing:
@@ -314,6 +321,8 @@ def label(r: dict) -> str:
     parts.append("channels_last" if r.get("channels_last") else "contiguous")
     if r.get("compile"):
         parts.append("compile")
+    if r.get("defer") is not None:
+        parts.append("deferred finite check" if r["defer"] else "finite check every phase")
     return " ".join(parts)
 
 

@@ -171,6 +171,36 @@ def test_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(tmp
     assert e.value.exit_code != 0
 
 
+def test_deferred_finite_check_stops_at_the_next_boundary_and_names_the_first_bad_step(tmp_path, monkeypatch):
+    """The CUDA mode (no host sync per phase), forced on the CPU: found at the next boundary, nothing bad saved."""
+    from ganvae.training.loop import Trainer
+
+    real_d = GAN.d_phase
+    calls = {"n": 0}
+
+    def poisoned(self, batch, gen):
+        calls["n"] += 1
+        out = real_d(self, batch, gen)
+        if calls["n"] > 8:  # d_steps=2: step 5 is the first with a NaN
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(GAN, "d_phase", poisoned)
+    monkeypatch.setattr(Trainer, "defer_finite_check", True)
+    run = tmp_path / "r"
+    with pytest.raises(DivergenceError) as e:
+        ganvae.train("dcgan", "digits", out=run, steps=12, batch_size=16, seed=3, progress=False,
+                     set=TINY["dcgan"] + ["train.log_every=4", "train.sample_every=4", "train.checkpoint_every=4",
+                                          "train.device=cpu"])
+    msg = str(e.value)
+    assert "loss/D" in msg and "at step 5" in msg and "found at step 8" in msg
+    st = _state(run)
+    assert int(st["step"]) == 4  # the step-8 checkpoint was not written
+    assert all(torch.isfinite(v).all() for v in st["model"].values() if v.is_floating_point())
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [4]  # no line holds the NaN steps
+
+
 def test_ema_half_life():
     from ganvae.training.ema import EMA
 

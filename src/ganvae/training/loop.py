@@ -113,6 +113,10 @@ class Trainer:
     """Drives ``model`` on ``images`` (uint8, (N, C, H, W)); writes into the run folder ``out``."""
 
     auto_channels_last = True  # train.channels_last=null may turn it on (see TrainConfig)
+    # Whether a non-finite loss is found at the next boundary (log line, grid, score, checkpoint, stop) rather
+    # than by a host sync after every phase. None: on CUDA only, where the sync would stall the launch queue;
+    # on the CPU the check is free and stops at the step itself. Either way no checkpoint holds a bad step.
+    defer_finite_check: bool | None = None
 
     def __init__(self, model: GenerativeModel, cfg: TrainConfig, images: torch.Tensor,
                  labels: torch.Tensor | None, out: str | Path, device: torch.device, binarize: bool = False,
@@ -120,6 +124,9 @@ class Trainer:
         self.model, self.cfg, self.out, self.device = model, cfg, Path(out), device
         self.world = world
         distributed.check_batch(world, cfg.batch_size)
+        if self.defer_finite_check is None:
+            self.defer_finite_check = device.type == "cuda"
+        self._first_bad: dict[str, torch.Tensor] = {}  # phase -> first step with a non-finite loss (-1: none)
         self.autocast_dtype = PRECISIONS[cfg.precision]
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
@@ -271,7 +278,9 @@ class Trainer:
                 loss.backward()
                 if world.active:  # average the gradients over the ranks; the loss rides along
                     loss = distributed.average_gradients(params, loss, world)
-                if not bool(torch.isfinite(loss)):
+                if self.defer_finite_check:
+                    self._note_finite(ph.name, loss)
+                elif not bool(torch.isfinite(loss)):
                     self._diverged(ph, out, loss)
                 opt.step()
                 for k, v in out.items():
@@ -284,6 +293,23 @@ class Trainer:
         self.step += 1
         self._images_this_step = self.images_seen - seen_before
         return terms
+
+    def _note_finite(self, phase: str, loss: torch.Tensor) -> None:
+        """Record on the device the first step whose ``phase`` loss is not finite (no host sync)."""
+        first = self._first_bad.get(phase)
+        if first is None:
+            first = self._first_bad[phase] = torch.full((), -1, dtype=torch.long, device=loss.device)
+        first.copy_(torch.where((first < 0) & ~torch.isfinite(loss.detach()), self.step + 1, first))
+
+    def check_finite(self) -> None:
+        """Raise :class:`DivergenceError` if a deferred check recorded a non-finite loss (one sync per phase)."""
+        bad = {name: int(t) for name, t in self._first_bad.items()}
+        bad = {name: step for name, step in bad.items() if step >= 0}
+        if bad:
+            phase = min(bad, key=bad.get)
+            raise DivergenceError(
+                f"loss/{phase} became non-finite at step {bad[phase]} (found at step {self.step}); stopped, "
+                f"the last good checkpoint is {self.out / 'checkpoints' / 'latest.pt'}")
 
     def _diverged(self, ph, out: dict[str, torch.Tensor], loss: torch.Tensor):
         bad = [k for k, v in out.items() if not bool(torch.isfinite(v).all())]
@@ -329,6 +355,11 @@ class Trainer:
                         if distributed.any_rank(self._stop_reason is not None, self.world, self.device):
                             self._stop_reason = self._stop_reason or "stopped by another process"
                     stopping = done or self._stop_reason is not None
+                    if self.defer_finite_check and (
+                            stopping or any(self.step % k == 0 for k in (cfg.log_every, cfg.sample_every,
+                                                                          cfg.checkpoint_every))
+                            or self._due_eval(stopping)):
+                        self.check_finite()  # before anything leaves the loop: no bad step is logged or saved
                     if self.step % cfg.log_every == 0 or stopping:
                         last = distributed.average_scalars({k: float(v) / n_acc for k, v in acc.items()},
                                                            self.world, self.device)

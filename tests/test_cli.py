@@ -112,6 +112,17 @@ def test_sample_rejects_bad_out_and_n(trained, tmp_path, capsys):
     assert code == 2 and "-n 0" in err
 
 
+def test_options_are_not_abbreviated(trained, tmp_path, capsys):
+    """`--n 3` is the image count (not a prefix of --nrow); an abbreviation is refused, not guessed."""
+    code, _, _ = run_cli(capsys, "sample", trained, "--n", "3", "--out", tmp_path / "a.npz")
+    assert code == 0 and np.load(tmp_path / "a.npz")["images"].shape[0] == 3
+    with pytest.raises(SystemExit) as e:
+        main(["sample", str(trained), "--nr", "4"])
+    assert e.value.code == 2 and "unrecognized arguments: --nr 4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--mod", "vae", "--data", "digits"])
+
+
 def test_console_script_errors_without_traceback(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"")

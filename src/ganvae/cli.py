@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -113,7 +114,7 @@ def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate images from a trained run",
                        description="Write a grid (.png), one PNG per image (a folder: DIR/), or arrays (.npz).")
     p.add_argument("run", help="run folder (or its model/ folder)")
-    p.add_argument("-n", type=int, default=64, help="number of images (default: 64)")
+    p.add_argument("-n", "--n", type=int, default=64, help="number of images (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default: 0)")
     p.add_argument("--out", help="grid.png, DIR/ or x.npz (default: RUN/sample_seed<seed>.png)")
     p.add_argument("--nrow", type=int, help="images per grid row (default: about sqrt(n))")
@@ -397,7 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="ganvae", description="Train, sample and inspect GANs and VAEs.")
     parser.add_argument("--version", action="version", version=f"ganvae {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # no option abbreviations: `sample --n 4` must not quietly mean --nrow 4
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
     sub.required = True
     _add_train(sub)
     _add_sample(sub)

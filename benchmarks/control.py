@@ -107,6 +107,7 @@ def main() -> None:
     p.add_argument("--mnist", default="mnist")
     p.add_argument("--mnist5k", default="mnist-5k")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the MIG runs")
+    p.add_argument("--mig-models", default="vae,beta-vae,tcvae", help="models of the MIG runs")
     p.add_argument("--mig-set", default="model.latent_dim=10,data.n=50000",
                    help="comma list of --set overrides for every MIG run (all three models alike); the default: "
                         "10 latents as in Higgins et al. and Chen et al., 45000 training and 5000 test images")
@@ -181,7 +182,7 @@ def main() -> None:
     if "mig" in sections:
         mig_args = argparse.Namespace(**{**vars(args), "budget_s": args.mig_budget_s or args.budget_s})
         per: dict[str, list[dict]] = {}
-        for name in ("vae", "beta-vae", "tcvae"):
+        for name in args.mig_models.split(","):
             for seed in [int(s) for s in args.seeds.split(",")]:
                 run = runs / "mig" / f"{name}-{seed}"
                 mig_sets = [x for x in args.mig_set.split(",") if x]

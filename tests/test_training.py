@@ -150,19 +150,24 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
         ckpt.load_state(p)
 
 
-def test_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+def _poison_d_phase(monkeypatch, first_bad_step: int, d_steps: int = 2) -> None:
+    """D's loss term ``loss/D/real`` (and so ``loss``) is NaN from ``first_bad_step`` on."""
     real_d = GAN.d_phase
     calls = {"n": 0}
 
     def poisoned(self, batch, gen):
         calls["n"] += 1
         out = real_d(self, batch, gen)
-        if calls["n"] > 6:  # d_steps=2: step 4 is the first with a NaN
+        if calls["n"] > (first_bad_step - 1) * d_steps:
             out["loss/D/real"] = out["loss/D/real"] * float("nan")
             out["loss"] = out["loss/D/real"] + out["loss/D/fake"]
         return out
 
     monkeypatch.setattr(GAN, "d_phase", poisoned)
+
+
+def test_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    _poison_d_phase(monkeypatch, 4)
     with pytest.raises(DivergenceError) as e:
         _train(tmp_path / "r", "dcgan", 8)
     msg = str(e.value)
@@ -175,17 +180,7 @@ def test_deferred_finite_check_stops_at_the_next_boundary_and_names_the_first_ba
     """The CUDA mode (no host sync per phase), forced on the CPU: found at the next boundary, nothing bad saved."""
     from ganvae.training.loop import Trainer
 
-    real_d = GAN.d_phase
-    calls = {"n": 0}
-
-    def poisoned(self, batch, gen):
-        calls["n"] += 1
-        out = real_d(self, batch, gen)
-        if calls["n"] > 8:  # d_steps=2: step 5 is the first with a NaN
-            out["loss"] = out["loss"] * float("nan")
-        return out
-
-    monkeypatch.setattr(GAN, "d_phase", poisoned)
+    _poison_d_phase(monkeypatch, 5)
     monkeypatch.setattr(Trainer, "defer_finite_check", True)
     run = tmp_path / "r"
     with pytest.raises(DivergenceError) as e:

@@ -120,7 +120,8 @@ def main() -> None:
     images = bool(set(sections) & {"objectives", "conditional", "augment"})
     budget = (f"{args.budget_s:g} s of training per variant" if images else
               f"{args.mig_budget_s or args.budget_s:g} s of training per run")
-    head = [f"# Control and breadth at equal wall-clock ({dev})", "",
+    title = "Control and breadth" if images else "Disentanglement: MIG and DCI on `shapes`"
+    head = [f"# {title} at equal wall-clock ({dev})", "",
             f"Command: `{' '.join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])}`  ",
             f"Started {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}; "
             f"{budget} (checkpoints included, scoring not); "

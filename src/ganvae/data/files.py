@@ -25,7 +25,7 @@ def _idx_candidates(prefix: str, kind: str, dims: int) -> list[str]:
     return [n + gz for n in names for gz in ("", ".gz")]
 
 
-def _find(root: Path, prefix: str, kind: str, dims: int) -> Path | None:
+def find_idx(root: Path, prefix: str, kind: str, dims: int) -> Path | None:
     for name in _idx_candidates(prefix, kind, dims):
         p = root / name
         if p.is_file():
@@ -69,14 +69,14 @@ def load_idx(path: str, cfg: DataConfig, progress: bool = True) -> SourceData:
         raise GanvaeError(f"{spec}: no such folder")
     if not root.is_dir():
         raise GanvaeError(f"{spec}: is a file; expected a folder holding train-images-idx3-ubyte etc.")
-    train_img = _find(root, "train", "images", 3)
+    train_img = find_idx(root, "train", "images", 3)
     if train_img is None:
         raise GanvaeError(
             f"{spec}: no train-images-idx3-ubyte[.gz] (or train-images.idx3-ubyte[.gz]) in this folder"
         )
-    test_img = _find(root, "t10k", "images", 3)
-    train_lab = _find(root, "train", "labels", 1)
-    test_lab = _find(root, "t10k", "labels", 1) if test_img is not None else None
+    test_img = find_idx(root, "t10k", "images", 3)
+    train_lab = find_idx(root, "train", "labels", 1)
+    test_lab = find_idx(root, "t10k", "labels", 1) if test_img is not None else None
     if test_img is not None and (train_lab is None) != (test_lab is None):
         have, miss = ("train", "t10k") if train_lab is not None else ("t10k", "train")
         raise GanvaeError(f"{spec}: found {have} labels but no {miss} labels; provide both or neither")

@@ -18,8 +18,7 @@ import torch
 from ..errors import GanvaeError
 from ..registry import Registry
 from .config import DataConfig, ImageData, SourceData
-from .files import _find as find_idx
-from .files import load_idx, load_npz
+from .files import find_idx, load_idx, load_npz
 from .folder import load_folder
 from .shapes import load_shapes
 from .transform import to_uint8

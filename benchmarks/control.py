@@ -36,7 +36,7 @@ import torch
 import ganvae
 from ganvae.data import load_data
 from ganvae.data.config import DataConfig
-from ganvae.metrics import evaluate
+from ganvae.api import evaluate
 from ganvae.metrics.features import get_feature_net
 from ganvae.metrics.frechet import fid
 from ganvae.metrics.kid import kid

@@ -51,7 +51,7 @@ from torch import nn
 
 import ganvae
 from ganvae.data import DataConfig, load_data
-from ganvae.metrics import evaluate
+from ganvae.api import evaluate
 from ganvae.training import checkpoint as ckpt
 
 ANCHORS = [("DP-GAN (Xie et al. 2018)", {"1": 92.4, "10": 92.7}),
@@ -187,7 +187,7 @@ def write_md(path: Path, rows: list[dict], real_cas: float | None, args, started
         + ("(`--steps`)" if args.steps else "(as many as a short probe says fit the budget)")
         + "; epsilon spent = what the accountant reports at the end. eps = inf: the same model and config "
         "trained without DP" + (" (D with GroupNorm in every run). " if args.model == "cdcgan" else ". ")
-        f"CAS: {args.n_gen} generated images (classes balanced) train a fixed small CNN (conv32-pool-conv64-pool-"
+        + f"CAS: {args.n_gen} generated images (classes balanced) train a fixed small CNN (conv32-pool-conv64-pool-"
         f"dense128, Adam 1e-3, batch 128, {args.cas_epochs} epochs, seed 0), tested on the 10k real MNIST test "
         f"images. FID/cacc: `ganvae eval`, {args.n} samples vs {args.n} test images, `mnist` feature net, "
         "latent seed 0 (floor and ceiling on this protocol: benchmarks/results/quality.md).", "",

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 import ganvae
-from ganvae.metrics import evaluate
+from ganvae.api import evaluate
 from ganvae.training import checkpoint as ckpt
 
 # the default GAN and VAE; the VAE on binarised digits (the likelihood protocol)

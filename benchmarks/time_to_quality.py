@@ -41,7 +41,7 @@ from reference import TutorialGAN, TutorialVAE  # noqa: E402
 from speed import cpu_model  # noqa: E402
 
 from ganvae.data import DataConfig, load_data  # noqa: E402
-from ganvae.metrics.evaluate import TrainingEvaluator, _subset  # noqa: E402
+from ganvae.metrics.evaluate import TrainingEvaluator, subset  # noqa: E402
 from ganvae.metrics.frechet import fid  # noqa: E402
 from ganvae.metrics.registry import Side  # noqa: E402
 from ganvae.models import MODELS, build, standing_stats  # noqa: E402
@@ -118,8 +118,8 @@ def run_ours(kind: str, splits, args, device, score, minutes: float, every_s: fl
 
 def bench_gan(splits, args, device) -> dict:
     meta = splits.meta
-    ev = TrainingEvaluator("fid", splits, "mnist", args.n, seed=0, device=str(device))
-    floor = fid(Side(_subset(splits.train.images, args.n, 1).float() / 255, ev.net).features, ev.ref.features)
+    ev = TrainingEvaluator("fid", None, splits, args.n, seed=0, device=str(device))
+    floor = fid(Side(subset(splits.train.images, args.n, 1).float() / 255, ev.ref.net).features, ev.ref.features)
     out = {"floor": floor, "target": 2 * floor}
     print(f"GAN: FID floor {floor:.4f}, target {2 * floor:.4f}", flush=True)
 
@@ -143,7 +143,7 @@ def bench_gan(splits, args, device) -> dict:
 
 def bench_vae(splits, args, device) -> dict:
     meta = splits.meta
-    x_test = _subset(splits.test.images, args.n, 0).float().div(255).to(device)
+    x_test = subset(splits.test.images, args.n, 0).float().div(255).to(device)
     torch.manual_seed(args.seed)
     ref_model = model_of("vae", {}, meta).to(device)
     ref = TutorialVAE(ref_model.encoder, ref_model.decoder, splits.train.images, splits.train.labels, 128, device)

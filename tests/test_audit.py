@@ -17,7 +17,9 @@ from sklearn.metrics import roc_curve
 
 import ganvae
 from ganvae.cli import main
-from ganvae.privacy.audit import audit, run_data
+from ganvae.api import audit
+from ganvae.data import ImageData, members_and_heldout
+from ganvae.privacy import audit as audit_module
 from ganvae.privacy.copying import data_copying_test, mann_whitney_z, memorisation
 from ganvae.privacy.mia import mc_scores, median_eps, roc_auc, tpr_at_fpr
 from model_helpers import tiny_model
@@ -118,18 +120,18 @@ def test_memorisation_ratio_and_near_copies():
 
 
 # ---------------------------------------------------------------------------- which images
-def test_run_data_splits_members_from_held_out():
+def test_members_and_heldout_splits_members_from_held_out():
     from ganvae.data import DataConfig, load_data
 
-    d = run_data(DataConfig(source="digits", limit=64))
+    d = members_and_heldout(DataConfig(source="digits", limit=64))
     ref = load_data(DataConfig(source="digits", limit=64), progress=False)
-    assert torch.equal(d["train"], ref.train.images) and len(d["train"]) == 64
+    assert torch.equal(d["train"].images, ref.train.images) and len(d["train"]) == 64
     # held out: the 180-image seeded test split plus the 1617 - 64 training-split images the limit dropped
     assert len(d["heldout"]) == 180 + 1617 - 64 and d["limit_left_out"] == 1553
     assert "left out by data.limit=64" in d["split"]
     full = load_data(DataConfig(source="digits"), progress=False)
     pool = {bytes(x.numpy()) for x in torch.cat([full.train.images, full.test.images])}
-    assert all(bytes(x.numpy()) in pool for x in d["heldout"][::50])
+    assert all(bytes(x.numpy()) in pool for x in d["heldout"].images[::50])
 
 
 def test_model_objects_gan_white_box_and_conditional_skip():
@@ -143,9 +145,13 @@ def test_model_objects_gan_white_box_and_conditional_skip():
               write=False, log=None)
     assert "d_logit" not in r["attacks"] and "labels" in r["white_box_skipped"]
     y = torch.randint(0, 3, (40,), generator=gen)
-    r = audit(tiny_model("cvae"), data=(train, held, y, y.flip(0)), n_samples=60, n_members=10,
-              features="pixels", write=False, log=None)
+    r = audit(tiny_model("cvae"), data=(ImageData(train, y), ImageData(held, y.flip(0))), n_samples=60,
+              n_members=10, features="pixels", write=False, log=None)
     assert {"elbo", "iw_bound_k32"} <= set(r["attacks"]) and r["white_box_skipped"] is None
+    # below the api the audit takes the model and the images and returns the record and the pairs image
+    r2, pairs = audit_module.audit(tiny_model("cvae"), ImageData(train, y), ImageData(held, y.flip(0)),
+                                   n_samples=60, n_members=10, features="pixels", log=None)
+    assert r2["mia_auc"] == r["mia_auc"] and pairs.shape == (3 * audit_module.PAIRS_SHOWN, 1, 8, 8)
 
 
 # ----------------------------------------------------------------------------- trained runs

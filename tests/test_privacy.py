@@ -15,8 +15,10 @@ import ganvae
 from ganvae.cli import main
 from ganvae.errors import GanvaeError
 from ganvae.models import Batch
-from ganvae.privacy.dp import DPTrainer, PoissonStream, PrivacyConfig, calibrate, epsilon_for, steps_within
-from ganvae.training import TrainConfig
+from ganvae.privacy import PrivacyConfig
+from ganvae.privacy.accounting import calibrate, epsilon_for, steps_within
+from ganvae.privacy.dp import DPPlugin, PoissonStream
+from ganvae.training import TrainConfig, Trainer
 from ganvae.training import checkpoint as ckpt
 from model_helpers import assert_same_state, tiny_model
 
@@ -131,6 +133,12 @@ def test_separable_objectives_split_into_real_and_fake_halves(objective):
 
 # ----------------------------------------------------------------------------- the mechanism
 
+def _dp_trainer(model, cfg, images, labels, out, privacy):
+    """The loop with the DP plugin; returns (trainer, plugin)."""
+    plugin = DPPlugin(privacy)
+    return Trainer(model, cfg, images, labels, out, torch.device("cpu"), plugins=[plugin]), plugin
+
+
 def _trainer(tmp_path, name="dcgan", sigma=1e-9, clip=1e-3, n=200, **model_kw):
     torch.manual_seed(0)
     model = tiny_model(name, **model_kw)
@@ -138,18 +146,18 @@ def _trainer(tmp_path, name="dcgan", sigma=1e-9, clip=1e-3, n=200, **model_kw):
     labels = torch.randint(0, 3, (n,))
     cfg = TrainConfig(steps=5, batch_size=16, seed=0, device="cpu", tensorboard=False, report=False)
     privacy = PrivacyConfig(noise_multiplier=sigma, max_grad_norm=clip, delta=1e-5)
-    return DPTrainer(model, cfg, images, labels, tmp_path, torch.device("cpu"), privacy=privacy)
+    return _dp_trainer(model, cfg, images, labels, tmp_path, privacy)
 
 
 @pytest.mark.parametrize("name", ["dcgan", "cdcgan", "mlp-gan"])
 def test_real_half_is_clipped_and_fake_half_added_unclipped(tmp_path, name):
-    tr = _trainer(tmp_path, name)
+    tr, dp = _trainer(tmp_path, name)
     params = [p for p in tr.model.D.parameters()]
     seen = {}
-    original = tr._after_private_gradient
+    original = dp._after_private_gradient
 
     def spy():
-        C, B = tr.privacy.max_grad_norm, tr.cfg.batch_size
+        C, B = dp.privacy.max_grad_norm, tr.cfg.batch_size
         gs = [p.grad_sample.flatten(1) for p in params]                  # raw per-sample gradients
         norms = torch.cat(gs, dim=1).norm(dim=1)
         factor = (C / (norms + 1e-6)).clamp(max=1.0)
@@ -160,8 +168,8 @@ def test_real_half_is_clipped_and_fake_half_added_unclipped(tmp_path, name):
         total = torch.cat(private).norm()
         assert total <= C * norms.numel() / B * (1 + 1e-4)                # each sample moves it by <= C / E[B]
         assert (norms > C).all()                                          # clipping was active
-        tr.gsm.disable_hooks()
-        fake_grad = torch.autograd.grad(tr._pending, params, retain_graph=True)
+        dp.gsm.disable_hooks()
+        fake_grad = torch.autograd.grad(dp._pending, params, retain_graph=True)
         original()
         added = [p.grad.flatten() - g for p, g in zip(params, private)]
         for a, f in zip(added, fake_grad):
@@ -169,29 +177,29 @@ def test_real_half_is_clipped_and_fake_half_added_unclipped(tmp_path, name):
         seen["fake_norm"] = torch.cat([f.flatten() for f in fake_grad]).norm()
         seen["calls"] = seen.get("calls", 0) + 1
 
-    tr._after_private_gradient = spy
+    dp._after_private_gradient = spy
     terms = tr.train_step()
-    assert seen["calls"] == 1 and seen["fake_norm"] > 100 * tr.privacy.max_grad_norm  # not clipped
+    assert seen["calls"] == 1 and seen["fake_norm"] > 100 * dp.privacy.max_grad_norm  # not clipped
     assert all(torch.isfinite(v) for v in terms.values())
-    assert tr.accountant.history == [(1e-9, 16 / 200, 1)]  # one charged step for one D step
+    assert dp.accountant.history == [(1e-9, 16 / 200, 1)]  # one charged step for one D step
 
 
 def test_empty_poisson_batch_is_a_charged_noisy_step(tmp_path):
-    tr = _trainer(tmp_path, sigma=1.0, clip=1.0)
+    tr, dp = _trainer(tmp_path, sigma=1.0, clip=1.0)
     empty = Batch(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long))
     tr.stream.next = lambda: empty
     before = [p.detach().clone() for p in tr.model.D.parameters()]
     terms = tr.train_step()
     assert all(torch.isfinite(v) for v in terms.values())
-    assert tr.images_seen == 0 and tr.accountant.history == [(1.0, 16 / 200, 1)]
+    assert tr.images_seen == 0 and dp.accountant.history == [(1.0, 16 / 200, 1)]
     assert any(not torch.equal(b, p) for b, p in zip(before, tr.model.D.parameters()))  # noise still moved D
 
 
 def test_vae_whole_model_is_private(tmp_path):
-    tr = _trainer(tmp_path, "vae", sigma=1.0, clip=1.0)
+    tr, dp = _trainer(tmp_path, "vae", sigma=1.0, clip=1.0)
     terms = tr.train_step()
     assert torch.isfinite(terms["loss/VAE"])
-    assert tr.summary()["private"] == "encoder, decoder" and tr.accountant.history == [(1.0, 16 / 200, 1)]
+    assert dp.summary()["private"] == "encoder, decoder" and dp.accountant.history == [(1.0, 16 / 200, 1)]
 
 
 def test_prv_accountant(tmp_path):
@@ -199,14 +207,14 @@ def test_prv_accountant(tmp_path):
     model = tiny_model("mlp-vae")
     images = torch.randint(0, 256, (200, 1, 8, 8), dtype=torch.uint8)
     cfg = TrainConfig(steps=3, batch_size=16, seed=0, device="cpu")
-    tr = DPTrainer(model, cfg, images, None, tmp_path, torch.device("cpu"),
-                   privacy=PrivacyConfig(noise_multiplier=1.5, delta=1e-5, accountant="prv"))
+    tr, dp = _dp_trainer(model, cfg, images, None, tmp_path,
+                         PrivacyConfig(noise_multiplier=1.5, delta=1e-5, accountant="prv"))
     for _ in range(2):
         tr.train_step()
     acc = PRVAccountant()
     acc.history = [(1.5, 16 / 200, 2)]
-    assert tr.summary()["epsilon"] == pytest.approx(acc.get_epsilon(delta=1e-5), rel=1e-5)
-    assert tr.summary()["accountant"] == "prv"
+    assert dp.summary()["epsilon"] == pytest.approx(acc.get_epsilon(delta=1e-5), rel=1e-5)
+    assert dp.summary()["accountant"] == "prv"
 
 
 def test_poisson_stream_rate_determinism_and_resume():
@@ -269,16 +277,15 @@ def test_budget_stop_in_the_loop(tmp_path):
     images = torch.randint(0, 256, (200, 1, 8, 8), dtype=torch.uint8)
     cfg = TrainConfig(steps=2, batch_size=16, seed=0, device="cpu", tensorboard=False, report=False,
                       log_every=1)
-    tr = DPTrainer(model, cfg, images, None, tmp_path, torch.device("cpu"),
-                   privacy=PrivacyConfig(epsilon=2.0, delta=1e-5))
-    allowed = steps_within([], tr.sigma(), 16 / 200, 2.0, 1e-5)
+    tr, dp = _dp_trainer(model, cfg, images, None, tmp_path, PrivacyConfig(epsilon=2.0, delta=1e-5))
+    allowed = steps_within([], dp.sigma(), 16 / 200, 2.0, 1e-5)
     assert allowed >= 2
     result = tr.run(allowed + 5, progress=False)  # asks for more steps than sigma was calibrated for
     assert result["step"] == allowed and "privacy budget" in result["stopped"]
-    assert tr.epsilon() <= 2.0 < tr.epsilon(1)
+    assert dp.epsilon() <= 2.0 < dp.epsilon(1)
     state = ckpt.load_state(tmp_path / "checkpoints" / "latest.pt")
     assert state["step"] == allowed and state["privacy"]["history"][0][2] == allowed
-    assert _metrics(tmp_path)[-1]["dp/epsilon"] == pytest.approx(tr.epsilon(), rel=1e-5)
+    assert _metrics(tmp_path)[-1]["dp/epsilon"] == pytest.approx(dp.epsilon(), rel=1e-5)
     with pytest.raises(GanvaeError, match="privacy budget"):
         tr.run(allowed + 5, progress=False)
 

@@ -6,13 +6,12 @@
     imgs = g.sample(16, seed=0)        # (16, C, H, W) float in [0, 1]
 """
 
-__version__ = "0.1.0"
+from .api import Run, audit, evaluate, info, load, report, train
+from .data import SOURCES, DataConfig, load_data
+from .errors import GanvaeError
+from .models import MODELS
+from .objectives import GAN_OBJECTIVES, LIKELIHOODS
+from .version import __version__
 
-from .api import Run, load, train  # noqa: E402
-from .data import SOURCES, DataConfig, load_data  # noqa: E402
-from .errors import GanvaeError  # noqa: E402
-from .models import MODELS  # noqa: E402
-from .objectives import GAN_OBJECTIVES, LIKELIHOODS  # noqa: E402
-
-__all__ = ["train", "load", "Run", "MODELS", "GAN_OBJECTIVES", "LIKELIHOODS", "SOURCES", "DataConfig",
-           "load_data", "GanvaeError", "__version__"]
+__all__ = ["train", "load", "info", "evaluate", "audit", "report", "Run", "MODELS", "GAN_OBJECTIVES", "LIKELIHOODS",
+           "SOURCES", "DataConfig", "load_data", "GanvaeError", "__version__"]

@@ -16,19 +16,16 @@ import os
 import sys
 from pathlib import Path
 
+from . import api
 from .errors import GanvaeError
 
 
 def _train_defaults() -> dict:
-    from .training import TrainConfig
-    return {f: getattr(TrainConfig(), f) for f in ("steps", "batch_size", "seed", "device")}
+    return {f: getattr(api.TrainConfig(), f) for f in ("steps", "batch_size", "seed", "device")}
 
 
 def _add_train(sub) -> None:
-    from .data import SOURCES
-    from .models import MODELS
-    from .objectives import GAN_OBJECTIVES
-
+    MODELS, SOURCES, GAN_OBJECTIVES = api.MODELS, api.SOURCES, api.GAN_OBJECTIVES
     d = _train_defaults()
     p = sub.add_parser(
         "train", help="train a model on a data source",
@@ -81,32 +78,14 @@ def _add_train(sub) -> None:
 
 
 def cmd_train(a) -> int:
-    from .api import train
-
     if a.resume and a.out and Path(a.out) != Path(a.resume):
         raise GanvaeError("give the run folder once: --resume RUN (without --out)")
-    sets = list(a.set)
-    if a.eval_every is not None:
-        sets.append(f"train.eval_every_kimg={a.eval_every}")
+    # every flag that names a config field is an option of the same name (ganvae.runfolder.OPTIONS), typed
+    options = {k: getattr(a, k) for k in api.OPTIONS if k not in ("model", "data") and hasattr(a, k)}
     if a.keep_best:
-        sets += ["train.keep_best=true", f"train.eval_metric={a.keep_best}"]
-    for key in ("epsilon", "delta", "max_grad_norm", "noise_multiplier"):
-        value = getattr(a, f"dp_{key}")
-        if value is not None:
-            sets.append(f"privacy.{key}={value!r}")
-    if a.precision:
-        sets.append(f"train.precision={a.precision}")
-    if a.compile:
-        sets.append("train.compile=true")
-    if a.channels_last:
-        sets.append("train.channels_last=true")
-    result = train(
-        a.model, a.data, out=a.resume or a.out, resume=bool(a.resume), overwrite=a.overwrite,
-        progress=not a.quiet, dry_run=a.dry_run, objective=a.objective, steps=a.steps,
-        batch_size=a.batch_size, seed=a.seed, image_size=a.image_size, channels=a.channels,
-        max_minutes=a.max_minutes, skip_bad_images=a.skip_bad_images, device=a.device,
-        config=a.config, set=sets,
-    )
+        options.update(keep_best=True, eval_metric=a.keep_best)
+    result = api.train(a.model, a.data, out=a.resume or a.out, resume=bool(a.resume), overwrite=a.overwrite,
+                       progress=not a.quiet, dry_run=a.dry_run, config=a.config, set=a.set, **options)
     return 0 if result is not None else 1
 
 
@@ -126,59 +105,9 @@ def _add_sample(sub) -> None:
     p.set_defaults(func=cmd_sample)
 
 
-def sample_labels(model, cls: int | None, class_name: str | None, per_class: int | None, n: int):
-    """Resolve --class / --class-name / --per-class into (n, labels or None, nrow or None)."""
-    if sum(x is not None for x in (cls, class_name, per_class)) > 1:
-        raise GanvaeError("give one of --class, --class-name, --per-class")
-    if cls is None and class_name is None and per_class is None:
-        return n, None, None
-    if not getattr(model, "conditional", False):
-        raise GanvaeError(f"--class/--class-name/--per-class need a conditional model (cdcgan, cvae); "
-                          f"this run is {model.registered_name}")
-    c = model.config.num_classes
-    if class_name is not None:
-        names = (model.meta.get("data") or {}).get("class_names")
-        if not names:
-            raise GanvaeError("--class-name: this run's data has no class names; use --class K (0.."
-                              f"{c - 1})")
-        if class_name not in names:
-            raise GanvaeError(f"--class-name {class_name!r}: expected one of {', '.join(map(str, names))}")
-        cls = names.index(class_name)
-    if cls is not None:
-        if not 0 <= cls < c:
-            raise GanvaeError(f"--class {cls}: expected 0..{c - 1}")
-        return n, cls, None
-    if per_class < 1 or per_class * c > 100_000:
-        raise GanvaeError(f"--per-class {per_class}: expected 1 to {100_000 // c}")
-    import torch
-    return per_class * c, torch.arange(c).repeat_interleave(per_class), per_class
-
-
 def cmd_sample(a) -> int:
-    from .api import load
-    from .images import save_each, save_grid, save_npz
-    from .training.loop import resolve_device
-
-    if a.n < 1 or a.n > 100_000:
-        raise GanvaeError(f"-n {a.n}: expected 1 to 100000")
-    out = a.out or str(Path(a.run) / f"sample_seed{a.seed}.png")
-    is_dir = out.endswith(("/", "\\")) or Path(out).is_dir()
-    suffix = Path(out).suffix.lower()
-    if not is_dir and suffix not in (".png", ".npz"):
-        raise GanvaeError(f"--out {out}: expected a .png grid, a .npz file, or a folder ending in /")
-    model = load(a.run, device=resolve_device(a.device))
-    n, labels, nrow = sample_labels(model, a.cls, a.class_name, a.per_class, a.n)
-    a.n, a.nrow = n, a.nrow or nrow
-    imgs = model.sample(n, seed=a.seed, labels=labels)
-    if is_dir:
-        paths = save_each(imgs, out)
-        print(f"wrote {len(paths)} images to {out}")
-    elif suffix == ".npz":
-        save_npz(imgs, out)
-        print(f"wrote {a.n} images to {out} (images: uint8 (N, C, H, W))")
-    else:
-        save_grid(imgs, out, a.nrow)
-        print(f"wrote a grid of {a.n} images to {out}")
+    print(api.sample(a.run, a.n, seed=a.seed, out=a.out, nrow=a.nrow, device=a.device, cls=a.cls,
+                     class_name=a.class_name, per_class=a.per_class))
     return 0
 
 
@@ -190,9 +119,7 @@ def _add_info(sub) -> None:
 
 
 def cmd_info(a) -> int:
-    from .api import info
-
-    d = info(a.run)
+    d = api.info(a.run)
     if a.json:
         print(json.dumps(d, indent=2))
         return 0
@@ -204,8 +131,7 @@ def cmd_info(a) -> int:
     for k, v in (d.get("final") or {}).items():
         print(f"  {k:<16} {v:.4g}")
     if d.get("privacy"):
-        from .privacy.dp import summary_text
-        for line in summary_text(d["privacy"]):
+        for line in api.privacy_lines(d["privacy"]):
             print(line)
     for k, v in d["paths"].items():
         print(f"{k + ':':<16} {v}")
@@ -213,7 +139,7 @@ def cmd_info(a) -> int:
 
 
 def _add_eval(sub) -> None:
-    from .metrics import METRICS
+    METRICS = api.METRICS
 
     p = sub.add_parser(
         "eval", help="score a trained run (FID, KID, precision/recall, ...) beside its floor and ceiling",
@@ -237,12 +163,9 @@ def _add_eval(sub) -> None:
 
 
 def cmd_eval(a) -> int:
-    from .metrics import evaluate
-    from .training.loop import resolve_device
-
-    evaluate(a.run, metrics=a.metrics, n=a.n, feature_net=a.feature_net, split=a.split, seed=a.seed, k=a.k,
-             kid_subset_size=a.kid_subset_size, baselines=not a.no_baselines,
-             inception_weights=a.inception_weights, device=str(resolve_device(a.device)))
+    api.evaluate(a.run, metrics=a.metrics, n=a.n, feature_net=a.feature_net, split=a.split, seed=a.seed, k=a.k,
+                 kid_subset_size=a.kid_subset_size, baselines=not a.no_baselines,
+                 inception_weights=a.inception_weights, device=a.device)
     print(f"appended to {Path(a.run) / 'eval.jsonl'}")
     return 0
 
@@ -265,26 +188,9 @@ def _add_traverse(sub) -> None:
     p.set_defaults(func=cmd_traverse)
 
 
-def _png_out(out: str) -> Path:
-    if Path(out).suffix.lower() != ".png":
-        raise GanvaeError(f"--out {out}: expected a .png file")
-    return Path(out)
-
-
 def cmd_traverse(a) -> int:
-    from .api import load
-    from .images import save_grid
-    from .latent import traverse
-    from .training.loop import resolve_device
-
-    default = f"traverse_{Path(a.image).stem}.png" if a.image else f"traverse_seed{a.seed}.png"
-    out = _png_out(a.out or str(Path(a.run) / default))
-    if a.image and not Path(a.image).is_file():
-        raise GanvaeError(f"--image {a.image}: no such file")
-    model = load(a.run, device=resolve_device(a.device))
-    imgs = traverse(model, a.dims, a.range, a.steps, seed=a.seed, image=a.image, relative=a.relative)
-    save_grid(imgs, out, nrow=a.steps)
-    print(f"wrote a traversal of {imgs.shape[0] // a.steps} dimensions x {a.steps} steps to {out}")
+    print(api.traverse(a.run, a.dims, a.range, a.steps, seed=a.seed, image=a.image, relative=a.relative, out=a.out,
+                       device=a.device))
     return 0
 
 
@@ -304,29 +210,8 @@ def _add_interpolate(sub) -> None:
 
 
 def cmd_interpolate(a) -> int:
-    from .api import load
-    from .images import save_grid
-    from .latent import interpolate, save_gif
-    from .training.loop import resolve_device
-
-    if a.seeds and a.images:
-        raise GanvaeError("give --seeds or --images, not both")
-    if a.ms < 1:
-        raise GanvaeError(f"--ms {a.ms}: expected a positive number of milliseconds")
-    seeds = tuple(a.seeds) if a.seeds else (0, 1)
-    if a.images:
-        default = f"interp_{Path(a.images[0]).stem}-{Path(a.images[1]).stem}.png"
-    else:
-        default = f"interp_seed{seeds[0]}-{seeds[1]}.png"
-    out = _png_out(a.out or str(Path(a.run) / default))
-    for im in a.images or []:
-        if not Path(im).is_file():
-            raise GanvaeError(f"--images {im}: no such file")
-    model = load(a.run, device=resolve_device(a.device))
-    frames = interpolate(model, seeds, a.steps, images=a.images)
-    save_grid(frames, out, nrow=a.steps)
-    gif = save_gif(frames, out.with_suffix(".gif"), ms=a.ms)
-    print(f"wrote {a.steps} frames to {out} and {gif}")
+    print(api.interpolate(a.run, seeds=a.seeds, images=a.images, steps=a.steps, ms=a.ms, out=a.out,
+                          device=a.device))
     return 0
 
 
@@ -339,9 +224,7 @@ def _add_report(sub) -> None:
 
 
 def cmd_report(a) -> int:
-    from .report import write_report
-
-    print(f"wrote {write_report(a.run, a.out)}")
+    print(f"wrote {api.report(a.run, a.out)}")
     return 0
 
 
@@ -366,11 +249,8 @@ def _add_audit(sub) -> None:
 
 
 def cmd_audit(a) -> int:
-    from .privacy.audit import audit
-    from .training.loop import resolve_device
-
-    audit(a.run, n_samples=a.n_samples, n_members=a.n_members, seed=a.seed, features=a.features,
-          device=str(resolve_device(a.device)))
+    api.audit(a.run, n_samples=a.n_samples, n_members=a.n_members, seed=a.seed, features=a.features,
+              device=a.device)
     return 0
 
 
@@ -394,7 +274,7 @@ def cmd_serve(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(prog="ganvae", description="Train, sample and inspect GANs and VAEs.")
     parser.add_argument("--version", action="version", version=f"ganvae {__version__}")

@@ -1,14 +1,9 @@
-"""Typed configs: dataclasses, YAML in and out, ``--set key=value`` overrides, validation.
+"""The generic config machinery: dataclass from/to dict, ``--set key=value`` overrides, YAML.
 
-A run is described by one :class:`RunConfig`::
-
-    model: {name: dcgan, latent_dim: 100, ...}   # fields of the model's own config dataclass
-    data:  {source: mnist, image_size: null, ...} # ganvae.data.DataConfig
-    train: {steps: 2000, batch_size: 64, ...}     # ganvae.training.TrainConfig
-
-Every field has a default and a comment where it is defined; the resolved config
-(every field filled in) is written to ``RUN/config.yaml`` and is enough, with the
-data, to repeat the run.
+Each package owns its config dataclass (``ganvae.data.DataConfig``,
+``ganvae.training.TrainConfig``, ``ganvae.privacy.PrivacyConfig``, each model's config
+beside the model); :mod:`ganvae.runfolder` puts them together into a ``RunConfig``.
+Nothing here knows what the sections are: callers pass their names.
 """
 
 from __future__ import annotations
@@ -16,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -120,19 +114,21 @@ def to_dict(obj: Any) -> Any:
 
 # ----------------------------------------------------------------------------- overrides
 
-def parse_set(items: list[str] | None) -> dict:
-    """``["model.latent_dim=64", "train.lr=1e-3"]`` -> nested dict. Values are parsed as YAML."""
+def parse_set(items: list[str] | None, sections: tuple[str, ...]) -> dict:
+    """``["model.latent_dim=64", "train.lr=1e-3"]`` -> nested dict. Values are parsed as YAML.
+
+    ``sections``: the valid first parts of a key (``("model", "data", "train", "privacy")``).
+    """
     out: dict = {}
     for item in items or []:
         if "=" not in item:
             raise GanvaeError(f"--set {item!r}: expected KEY=VALUE, e.g. model.latent_dim=64")
         key, raw = item.split("=", 1)
         parts = [p for p in key.strip().split(".") if p]
-        if len(parts) < 2 or parts[0] not in ("model", "data", "train", "privacy"):
-            raise GanvaeError(
-                f"--set {item!r}: the key must start with model., data., train. or privacy. "
-                "(e.g. train.batch_size=32)"
-            )
+        if len(parts) < 2 or parts[0] not in sections:
+            starts = ", ".join(f"{s}." for s in sections[:-1]) + f" or {sections[-1]}."
+            raise GanvaeError(f"--set {item!r}: the key must start with {starts} (SECTION.FIELD=VALUE, "
+                              f"e.g. {sections[0]}.<field>=...)")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
@@ -155,7 +151,8 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path, sections: tuple[str, ...] | None = None) -> dict:
+    """A YAML mapping from ``path``; with ``sections``, its top-level keys must be among them."""
     p = Path(path)
     if not p.is_file():
         raise GanvaeError(f"config file {p}: not found")
@@ -168,55 +165,15 @@ def read_yaml(path: str | Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise GanvaeError(f"config file {p}: expected a mapping with model:, data:, train: sections")
-    unknown = sorted(set(data) - {"model", "data", "train", "privacy"})
+        raise GanvaeError(f"config file {p}: expected a mapping"
+                          + (f" with {', '.join(s + ':' for s in sections)} sections" if sections else ""))
+    unknown = sorted(set(data) - set(sections)) if sections else []
     if unknown:
-        raise GanvaeError(f"config file {p}: unknown section {', '.join(unknown)}; expected model, data, train, privacy")
+        raise GanvaeError(f"config file {p}: unknown section {', '.join(unknown)}; expected {', '.join(sections)}")
     return data
 
 
 def write_yaml(data: dict, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+    from .util.files import atomic_write_text
 
-
-# ----------------------------------------------------------------------------- the run config
-
-@dataclass
-class RunConfig:
-    """Everything that defines a run. ``model`` is the model's own config dataclass."""
-
-    model_name: str
-    model: Any        # a model config dataclass (see ganvae.models)
-    data: Any         # ganvae.data.DataConfig
-    train: Any        # ganvae.training.TrainConfig
-    extra: dict = field(default_factory=dict)  # filled in by training (data summary, version)
-    privacy: Any = None  # ganvae.privacy.dp.PrivacyConfig (the section is written only when DP is on)
-
-    def to_dict(self) -> dict:
-        return {
-            "model": {"name": self.model_name, **to_dict(self.model)},
-            "data": to_dict(self.data),
-            "train": to_dict(self.train),
-            **({"privacy": to_dict(self.privacy)} if getattr(self.privacy, "enabled", False) else {}),
-        }
-
-
-def resolve(raw: dict) -> RunConfig:
-    """Raw nested dict (from YAML, CLI and --set) -> validated :class:`RunConfig`.
-
-    ``model.image_size``/``channels``/``num_classes`` may be left out: training fills
-    them in from the data.
-    """
-    from .data import DataConfig
-    from .models import MODELS
-    from .training.loop import TrainConfig
-
-    model_raw = dict(raw.get("model") or {})
-    name = model_raw.pop("name", None) or "dcgan"
-    spec = MODELS.get(str(name))
-    model_cfg = from_dict(spec.config_class, model_raw, "model")
-    data_cfg = from_dict(DataConfig, raw.get("data"), "data")
-    train_cfg = from_dict(TrainConfig, raw.get("train"), "train")
-    from .privacy.dp import PrivacyConfig
-    privacy_cfg = from_dict(PrivacyConfig, raw.get("privacy"), "privacy")
-    return RunConfig(model_name=str(name), model=model_cfg, data=data_cfg, train=train_cfg, privacy=privacy_cfg)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

@@ -15,11 +15,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from . import __version__
 from .config import from_dict, to_dict
 from .errors import GanvaeError
 from .models import MODELS, GenerativeModel, build
-from .training.checkpoint import atomic_write_bytes
+from .util.files import atomic_write_bytes
+from .version import __version__
 
 FORMAT = "ganvae-model"
 FORMAT_VERSION = 1

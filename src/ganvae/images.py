@@ -1,4 +1,9 @@
-"""Writing images: grids, single PNGs, arrays. Pillow and numpy only."""
+"""Writing images: grids, single PNGs, arrays. Pillow and numpy only.
+
+Layouts, once: tensors are NCHW float in [0, 1] (what ``model.sample`` returns);
+:func:`to_uint8_nhwc` gives NHWC uint8 arrays (what Pillow takes); ``.npz`` files hold
+NCHW uint8 (what the ``npz:`` data source reads back).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .training.checkpoint import atomic_write_bytes
+from .util.files import atomic_write_bytes
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
+def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) float in [0, 1] -> (N, H, W, C) uint8."""
     x = images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
     return x.permute(0, 2, 3, 1).numpy()
@@ -25,7 +30,7 @@ def _pil(arr: np.ndarray) -> Image.Image:
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, min_tile: int = 32) -> Image.Image:
     """Tile (N, C, H, W) images in [0, 1] into one picture; small images are enlarged (nearest)."""
-    arr = to_uint8(images)
+    arr = to_uint8_nhwc(images)
     n, h, w, c = arr.shape
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
     ncol_rows = math.ceil(n / nrow)
@@ -58,7 +63,7 @@ def save_each(images: torch.Tensor, folder: str | Path, prefix: str = "sample") 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     width = max(4, len(str(len(images) - 1)))
-    for i, a in enumerate(to_uint8(images)):
+    for i, a in enumerate(to_uint8_nhwc(images)):
         p = folder / f"{prefix}_{i:0{width}d}.png"
         atomic_write_bytes(p, _png_bytes(_pil(a)))
         paths.append(p)
@@ -67,7 +72,7 @@ def save_each(images: torch.Tensor, folder: str | Path, prefix: str = "sample") 
 
 def save_npz(images: torch.Tensor, path: str | Path, labels: torch.Tensor | None = None) -> Path:
     """``images``: uint8 (N, C, H, W), the layout ``npz:`` data sources read back."""
-    arr = to_uint8(images).transpose(0, 3, 1, 2)
+    arr = to_uint8_nhwc(images).transpose(0, 3, 1, 2)
     buf = io.BytesIO()
     extra = {"labels": labels.cpu().numpy()} if labels is not None else {}
     np.savez_compressed(buf, images=arr, **extra)

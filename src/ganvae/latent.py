@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .errors import GanvaeError
+from .util.modes import eval_mode
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t) -> torch.Tensor:
@@ -96,26 +97,33 @@ def traversal_codes(base: torch.Tensor, dims: Sequence[int], values: torch.Tenso
     return torch.cat(rows) if rows else base.new_zeros((0, base.shape[0]))
 
 
-def prior_code(model, seed: int) -> torch.Tensor:
-    """One code (D,) from the model's prior, the same one ``model.sample(1, seed)`` decodes."""
+def prior_code(model, seed: int, cls: int | None = None) -> torch.Tensor:
+    """One code (D,) from the model's prior, the same one ``model.sample(1, seed, labels=cls)`` decodes."""
     gen = torch.Generator(device=model.device)
     gen.manual_seed(int(seed))
-    return model.latent(1, gen)[0]
+    if cls is None:
+        return model.latent(1, gen)[0]
+    return model.latent(1, gen, labels=torch.tensor([cls], device=model.device))[0]
 
 
-def load_image(path: str | Path, channels: int, size: int) -> torch.Tensor:
-    """An image file -> (1, channels, size, size) float in [0, 1], prepared as folder data is
-    (any mode to 8-bit L/RGB, shorter side to ``size`` and centre crop, then grey/RGB conversion)."""
+def load_image(source: str | Path | bytes, channels: int, size: int, what: str = "--images") -> torch.Tensor:
+    """An image file (a path, or its bytes) -> (1, channels, size, size) float in [0, 1], prepared as
+    folder data is (any mode to 8-bit L/RGB, shorter side to ``size`` and centre crop, then grey/RGB
+    conversion). ``what`` names the input in errors."""
     from .data.folder import decode_file
     from .data.transform import convert_channels
 
-    p = Path(path)
-    if not p.is_file():
-        raise GanvaeError(f"--images {p}: no such file")
+    if isinstance(source, (bytes, bytearray)):
+        name, handle = "the upload", io.BytesIO(source)
+    else:
+        p = Path(source)
+        if not p.is_file():
+            raise GanvaeError(f"{what} {p}: no such file")
+        name, handle = f"{what} {p}", str(p)
     try:
-        arr, _ = decode_file(str(p), size)
+        arr, _ = decode_file(handle, size)
     except Exception as e:  # PIL raises many kinds for unreadable files
-        raise GanvaeError(f"--images {p}: not a readable image ({type(e).__name__})") from None
+        raise GanvaeError(f"{name}: not a readable image ({type(e).__name__})") from None
     x = torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0)
     return convert_channels(x, channels).float() / 255
 
@@ -123,10 +131,10 @@ def load_image(path: str | Path, channels: int, size: int) -> torch.Tensor:
 @torch.no_grad()
 def image_code(model, image) -> torch.Tensor:
     """The VAE posterior mean (D,) of an image: a path, or a (C, H, W) / (1, C, H, W) tensor in [0, 1]."""
-    if getattr(model, "family", None) != "vae":
+    if not model.has_encoder:
         raise GanvaeError("codes of real images (--image/--images) need a VAE's encoder; this run is a "
-                          f"{getattr(model, 'family', '') or 'model without one'}: use prior codes (--seed/--seeds)")
-    if getattr(model, "conditional", False):
+                          f"{model.family or 'model without one'}: use prior codes (--seed/--seeds)")
+    if model.conditional:
         raise GanvaeError("codes of real images are not supported for class-conditional models (the encoder "
                           "needs each image's class); use prior codes (--seed/--seeds)")
     c = model.config
@@ -135,27 +143,17 @@ def image_code(model, image) -> torch.Tensor:
     if tuple(x.shape[1:]) != (c.channels, c.image_size, c.image_size):
         raise GanvaeError(f"image of shape {tuple(x.shape[1:])}: the model takes "
                           f"({c.channels}, {c.image_size}, {c.image_size})")
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return model.encode(x.to(model.device)).mean[0]
-    finally:
-        model.train(was)
 
 
 @torch.no_grad()
 def decode(model, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Codes (N, D) -> images (N, C, H, W) in [0, 1] on the CPU, decoded in eval mode."""
     net = model.generator_net()
-    was, net_was = model.training, net.training
-    model.eval()
-    net.eval()
-    try:
+    with eval_mode(model, net):
         out = [model.decode_latent(z[i:i + batch_size].to(model.device), net).clamp(0, 1).cpu()
                for i in range(0, z.shape[0], batch_size)]
-    finally:
-        model.train(was)
-        net.train(net_was)
     return torch.cat(out)
 
 
@@ -207,7 +205,7 @@ def save_gif(frames: torch.Tensor, path: str | Path, ms: int = 120, min_tile: in
     Pillow merges identical consecutive frames (adding up their durations).
     """
     from .images import make_grid
-    from .training.checkpoint import atomic_write_bytes
+    from .util.files import atomic_write_bytes
 
     pics = [make_grid(f[None], nrow=1, pad=0, min_tile=min_tile) for f in frames]
     buf = io.BytesIO()

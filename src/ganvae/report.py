@@ -4,8 +4,9 @@ What it shows, from the run folder alone: the run's identity (model, data, steps
 seen, training time, versions); loss curves per phase against thousands of images seen
 (matplotlib, embedded as PNG); throughput; periodic evaluation scores when the run has
 them; the sample grids over training as a timeline; the final scores from ``eval.jsonl``
-with their protocol, floor and ceiling; privacy parameters and an audit verdict where the
-run folder holds them (``privacy.json``, ``audit.json``); the resolved config.
+with their protocol, floor and ceiling; each trainer plugin's summary from ``run.json`` (the
+privacy guarantee of a DP run) and an audit verdict where the run folder holds one
+(``audit.json``); the resolved config.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import re
 from pathlib import Path
 
 from .errors import GanvaeError
-from .training.checkpoint import atomic_write_bytes
+from .runfolder import info
+from .util.files import atomic_write_bytes
 
 MAX_TIMELINE = 8  # sample grids shown, evenly spaced over training
+RUN_JSON_KEYS = {"ganvae_version", "torch_version", "device", "processes", "data"}  # the rest: plugin summaries
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -156,8 +159,6 @@ def build_report(run: str | Path) -> str:
     run = Path(run)
     if not (run / "config.yaml").is_file():
         raise GanvaeError(f"{run}: not a run folder (no config.yaml)")
-    from .api import info
-
     d = info(run)
     records = _read_jsonl(run / "metrics.jsonl")
     evals = _read_jsonl(run / "eval.jsonl")
@@ -183,12 +184,10 @@ def build_report(run: str | Path) -> str:
                      "train images scored the same way, ceiling = an untrained generator.</p>")
         parts.append(_table(rows, ["metric", "value", "floor", "ceiling", "feature net", "generated", "reference",
                                    "step", "protocol"]))
-    for name in ("privacy.json",):
-        p = run / name
-        if p.is_file():
-            data = json.loads(p.read_text())
-            parts.append(f"<h2>{html.escape(name.removesuffix('.json').title())}</h2>")
-            parts.append(_table([[html.escape(str(k)), _fmt(v)] for k, v in data.items()], ["", ""]))
+    for name, summary in run_json.items():  # plugin summaries (e.g. "privacy": the DP guarantee)
+        if name not in RUN_JSON_KEYS and isinstance(summary, dict):
+            parts.append(f"<h2>{html.escape(name.title())}</h2>")
+            parts.append(_table([[html.escape(str(k)), _fmt(v)] for k, v in summary.items()], ["", ""]))
     if (run / "audit.json").is_file():  # `ganvae audit`: verdict, headline numbers, closest pairs
         from .privacy.audit import audit_html
         parts.append(audit_html(run / "audit.json"))

@@ -56,7 +56,7 @@ def test_eval_writes_records_with_protocol_floor_and_ceiling(gan_run, capsys):
 
 
 def test_eval_is_repeatable(gan_run):
-    from ganvae.metrics import evaluate
+    from ganvae.api import evaluate
 
     a = evaluate(gan_run, "fid", n=100, write=False, log=None, baselines=False)
     b = evaluate(gan_run, "fid", n=100, write=False, log=None, baselines=False)
@@ -64,7 +64,7 @@ def test_eval_is_repeatable(gan_run):
 
 
 def test_vae_nll(vae_run):
-    from ganvae.metrics import evaluate
+    from ganvae.api import evaluate
 
     recs = {r["metric"]: r for r in evaluate(vae_run, "nll", n=50, k=20, write=False, log=None)}
     assert recs["nll"]["value"] <= -recs["elbo"]["value"] + 1e-6   # L_k >= ELBO
@@ -124,3 +124,22 @@ def test_a_metric_that_cannot_run_is_refused_before_anything_is_scored(gan_run, 
     assert err.out == ""  # no table: nothing was scored
     after = (gan_run / "eval.jsonl").read_text() if (gan_run / "eval.jsonl").exists() else ""
     assert after == before
+
+
+def test_periodic_and_final_evaluation_share_one_builder(vae_run):
+    """The nll scored during training honours data.binarize and uses the same reference images and checks as
+    `ganvae eval` (they were built separately once, and the periodic nll ignored binarisation)."""
+    from ganvae.data import DataConfig, load_data
+    from ganvae.errors import GanvaeError
+    from ganvae.metrics import TrainingEvaluator, evaluate
+
+    model = ganvae.load(vae_run)
+    splits = load_data(DataConfig(source="digits"), progress=False)
+    for binarize in (False, True):
+        periodic = TrainingEvaluator("nll", model, splits, n=40, seed=3, binarize=binarize)(model)
+        final = {r["metric"]: r["value"] for r in evaluate(model, splits, metrics="nll", n=40, seed=3, k=100,
+                                                             binarize=binarize, log=None)}
+        assert periodic["eval/nll"] == pytest.approx(final["nll"], rel=1e-9)
+    assert periodic["eval/nll"] != TrainingEvaluator("nll", model, splits, n=40, seed=3)(model)["eval/nll"]
+    with pytest.raises(GanvaeError, match="needs a conditional model"):  # the metric's check runs up front
+        TrainingEvaluator("cacc", model, splits, n=40)

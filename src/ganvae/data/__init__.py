@@ -5,7 +5,7 @@
 """
 
 from .config import DataConfig, DataSplits, ImageData, SourceData
-from .load import describe, load_data
+from .load import config_from_meta, describe, load_data, members_and_heldout
 from .sources import PREFIXES, SOURCES
 
 __all__ = [
@@ -17,4 +17,6 @@ __all__ = [
     "PREFIXES",
     "load_data",
     "describe",
+    "members_and_heldout",
+    "config_from_meta",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -23,12 +25,16 @@ def seeded_split(data: ImageData, holdout: float, seed: int) -> tuple[ImageData,
     return data.subset(perm[n_test:]), data.subset(perm[:n_test])
 
 
+def limit_index(n: int, limit: int, seed: int) -> np.ndarray:
+    """The sorted indices of the ``limit`` images (of ``n``) that ``data.limit`` keeps: a seeded draw."""
+    return np.sort(np.random.default_rng([seed, 0x11A17]).permutation(n)[:limit])
+
+
 def limit_subset(data: ImageData, limit: int, seed: int) -> ImageData:
     """At most ``limit`` images: a seeded random subset, kept in its original order."""
     if limit >= len(data):
         return data
-    idx = np.sort(np.random.default_rng([seed, 0x11A17]).permutation(len(data))[:limit])
-    return data.subset(torch.from_numpy(idx))
+    return data.subset(torch.from_numpy(limit_index(len(data), limit, seed)))
 
 
 def load_data(cfg: DataConfig, progress: bool = True) -> DataSplits:
@@ -121,3 +127,35 @@ def describe(splits: DataSplits) -> str:
     if extras:
         lines.append("  notes: " + "; ".join(extras))
     return "\n".join(lines)
+
+
+def members_and_heldout(cfg: DataConfig) -> dict:
+    """The images a run with data config ``cfg`` trained on (members) and images it never saw (held out).
+
+    Members: the training split after ``data.limit``. Held out: the test split (the source's own, or the
+    seeded hold-out), plus the training-split images ``data.limit`` left out. Returns ``train``,
+    ``heldout`` (:class:`ImageData`), ``meta``, ``split`` (a sentence) and ``limit_left_out`` (a count).
+    """
+    splits = load_data(cfg, progress=False)
+    train, held, meta = splits.train, splits.test, splits.meta
+    split = (f"{meta['split']} split of {meta['source']}" + ("" if meta["split"] == "source" else
+             f" (holdout {meta['holdout']:g}, split_seed {meta['split_seed']})"))
+    extra = 0
+    if cfg.limit is not None:
+        full = load_data(dataclasses.replace(cfg, limit=None), progress=False).train
+        if cfg.limit < len(full):
+            keep = limit_index(len(full), cfg.limit, cfg.split_seed)
+            if torch.equal(full.images[torch.from_numpy(keep)], train.images):
+                left = full.subset(torch.from_numpy(np.setdiff1d(np.arange(len(full)), keep)))
+                labels = None if held.labels is None or left.labels is None else torch.cat([held.labels, left.labels])
+                held = ImageData(torch.cat([held.images, left.images]), labels)
+                extra = len(left)
+                split += f"; plus the {extra} training-split images left out by data.limit={cfg.limit}"
+    return {"train": train, "heldout": held, "meta": meta, "split": split, "limit_left_out": extra}
+
+
+def config_from_meta(meta: dict) -> DataConfig:
+    """The data config that reloads the data a model's export describes (its ``data`` meta)."""
+    return DataConfig(source=meta["source"], holdout=meta.get("holdout", 0.1), split_seed=meta.get("split_seed", 0),
+                      limit=meta.get("limit"), image_size=meta.get("image_size"), channels=meta.get("channels"),
+                      n=(meta["n_train"] + meta["n_test"]) if meta["source"] in GENERATED else None)

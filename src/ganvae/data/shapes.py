@@ -121,4 +121,5 @@ def load_shapes(cfg: DataConfig, progress: bool = True) -> SourceData:
         train=ImageData(images=images, labels=factors[:, 0].long(), factors=factors),
         class_names=list(SHAPE_NAMES),
         factor_names=list(FACTOR_NAMES),
+        notes={"domain": "shapes"},
     )

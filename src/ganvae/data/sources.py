@@ -23,6 +23,9 @@ from .folder import load_folder
 from .shapes import load_shapes
 from .transform import to_uint8
 
+# A source's "domain" note (in the data meta) tells the metrics which feature net suits it:
+# "digits" (handwritten digits, any size) and "shapes" have nets trained by the project.
+
 SOURCES: Registry = Registry("data source")
 PREFIXES = {"folder": load_folder, "idx": load_idx, "npz": load_npz}
 GENERATED = {"shapes"}  # sources that accept cfg.n
@@ -60,7 +63,7 @@ def load_mnist(cfg: DataConfig, progress: bool = True) -> SourceData:
             labels=torch.from_numpy(parts[f"{prefix}_labels"].astype(np.int64)),
         )
 
-    return SourceData(train=part("train"), test=part("test"), num_classes=10)
+    return SourceData(train=part("train"), test=part("test"), num_classes=10, notes={"domain": "digits"})
 
 
 @SOURCES.register("mnist-5k")
@@ -79,6 +82,7 @@ def load_mnist_5k(cfg: DataConfig, progress: bool = True) -> SourceData:
             labels=torch.from_numpy(np.asarray(y)[order].astype(np.int64)),
         ),
         num_classes=10,
+        notes={"domain": "digits"},
     )
 
 
@@ -97,6 +101,7 @@ def load_digits(cfg: DataConfig, progress: bool = True) -> SourceData:
             labels=torch.from_numpy(np.asarray(d.target).astype(np.int64)),
         ),
         num_classes=10,
+        notes={"domain": "digits"},
     )
 
 

@@ -8,7 +8,7 @@ Feature nets (``features.py``) need no download: domain classifiers trained by t
 project and shipped as safetensors, and EfficientNet-Lite0 from PyPI packages.
 """
 
-from .evaluate import evaluate, pick_feature_net
+from .evaluate import TrainingEvaluator, evaluate, pick_feature_net
 from .registry import METRICS, EvalInputs, Metric, Side
 
-__all__ = ["METRICS", "Metric", "EvalInputs", "Side", "evaluate", "pick_feature_net"]
+__all__ = ["METRICS", "Metric", "EvalInputs", "Side", "evaluate", "pick_feature_net", "TrainingEvaluator"]

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import GanvaeError
+from ..util.device import resolve_device
 from ..registry import Registry
 from .inception import INCEPTION_FILE, load_fid_inception
 
@@ -65,16 +66,6 @@ def shipped_weights_path(name: str) -> Path:
     return Path(str(resources.files("ganvae.metrics") / "weights" / f"{name}.safetensors"))
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as e:
-        raise GanvaeError(f"bad device {device!r}: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GanvaeError(f"device {device!r} asked for but CUDA is not available; use device='cpu'")
-    return dev
-
-
 class FeatureNet:
     """Base class: turns images into feature vectors (and class logits where the net has them).
 
@@ -93,7 +84,7 @@ class FeatureNet:
     def __init__(self, device: str | torch.device = "cpu", batch_size: int = 256):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise GanvaeError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.batch_size = batch_size
 
     def __repr__(self) -> str:
@@ -416,7 +407,7 @@ def get_feature_net(name: str, device: str | torch.device = "cpu", **kw) -> Feat
     names, missing packages or weights.
     """
     factory = FEATURE_NETS.get(name)
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     key = _key(name, dev, kw)
     net = _CACHE.get(key)
     if net is None:

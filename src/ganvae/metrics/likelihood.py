@@ -19,12 +19,17 @@ import time
 import torch
 
 from ..objectives.vae import DiagonalGaussian, standard_normal_log_prob
+from ..util.modes import eval_mode
 
 
 @torch.no_grad()
-def log_weights(model, x: torch.Tensor, k: int, generator: torch.Generator, chunk: int = 1000) -> torch.Tensor:
-    """x (B, C, H, W) in [0, 1] -> log w (B, k)."""
-    q = DiagonalGaussian(model.encoder(x))
+def log_weights(parts, x: torch.Tensor, k: int, generator: torch.Generator, chunk: int = 1000) -> torch.Tensor:
+    """x (B, C, H, W) in [0, 1] -> log w (B, k).
+
+    ``parts``: ``(encoder, decoder, likelihood)``, what ``model.bound_parts(labels)`` gives.
+    """
+    encoder, decoder, likelihood = parts
+    q = DiagonalGaussian(encoder(x))
     out = []
     for start in range(0, k, chunk):
         m = min(chunk, k - start)
@@ -32,7 +37,7 @@ def log_weights(model, x: torch.Tensor, k: int, generator: torch.Generator, chun
         z = q.mean + q.std * eps
         zf = z.reshape(-1, z.shape[-1])                                     # (m*B, D)
         xr = x.unsqueeze(0).expand(m, *x.shape).reshape(-1, *x.shape[1:])  # (m*B, C, H, W)
-        log_px = model.likelihood.log_prob(xr, model.decoder(zf))          # (m*B,)
+        log_px = likelihood.log_prob(xr, decoder(zf))                      # (m*B,)
         log_pz = standard_normal_log_prob(zf)
         log_qz = (-0.5 * (eps ** 2 + q.logvar + math.log(2 * math.pi))).sum(-1).reshape(-1)
         out.append((log_px + log_pz - log_qz).view(m, -1).T)                # (B, m)
@@ -47,8 +52,13 @@ def vae_bounds(model, images: torch.Tensor, k: int = 5000, batch_size: int | Non
     ``binarize``: evaluate on a fixed Bernoulli(x) sample of the images (seeded), the
     dynamically binarised MNIST protocol.
     """
-    model.eval()
+    with eval_mode(model):
+        return _bounds(model, images, k, batch_size, seed, binarize)
+
+
+def _bounds(model, images, k, batch_size, seed, binarize) -> dict[str, float]:
     dev = next(model.parameters()).device
+    parts = model.bound_parts()
     gen = torch.Generator(device=dev).manual_seed(seed)
     bin_gen = torch.Generator().manual_seed(seed + 7919)
     n = images.shape[0]
@@ -62,7 +72,7 @@ def vae_bounds(model, images: torch.Tensor, k: int = 5000, batch_size: int | Non
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
         if binarize:
             x = torch.bernoulli(x, generator=bin_gen)
-        lw = log_weights(model, x.to(dev), k, gen)
+        lw = log_weights(parts, x.to(dev), k, gen)
         tot_elbo += lw.mean(dim=1).sum().item()
         tot_lk += (torch.logsumexp(lw, dim=1) - math.log(k)).sum().item()
     elbo, lk = tot_elbo / n, tot_lk / n

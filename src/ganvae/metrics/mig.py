@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import GanvaeError
+from ..util.modes import eval_mode
 
 
 def _as_2d(a, name: str) -> np.ndarray:
@@ -173,13 +174,9 @@ def dci(codes, factors, n_bins: int = 20, seed: int = 0, n_estimators: int = 30,
 @torch.no_grad()
 def encode_means(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Posterior means (N, D) of a VAE for images (N, C, H, W) in [0, 1]."""
-    if model is None or getattr(model, "family", None) != "vae":
+    if model is None or not model.has_encoder:
         raise GanvaeError("metrics mig/dci need a VAE run (they read the encoder's posterior means)")
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = [model.encode(images[i:i + batch_size].to(model.device)).mean.cpu()
                for i in range(0, images.shape[0], batch_size)]
-    finally:
-        model.train(was)
     return torch.cat(out)

@@ -105,23 +105,23 @@ def _modes(x: EvalInputs):
 
 
 def _cacc_check(m, opts=None) -> None:
-    if not getattr(m, "conditional", False):
+    if not m.conditional:
         raise GanvaeError(f"metric cacc needs a conditional model (cdcgan, cvae); this run is {m.registered_name}")
 
 
 def _nll_check(m, opts=None) -> None:
-    if m is None or getattr(m, "family", None) != "vae":
+    if m is None or not m.has_encoder:
         raise GanvaeError("metric nll needs a VAE run (it bounds log p(x) with the encoder)")
-    if getattr(m, "conditional", False):
+    if m.conditional:
         raise GanvaeError("metric nll: the bound for conditional VAEs (log p(x | y)) is not implemented")
-    if not hasattr(m, "likelihood"):
+    if not m.has_likelihood:
         raise GanvaeError(f"metric nll: {m.registered_name} has no pixel likelihood p(x | z) to bound "
                           "(its reconstruction is measured in a discriminator's features)")
 
 
 def _factors_check(metric: str):
     def check(m, opts) -> None:
-        if m is None or getattr(m, "family", None) != "vae":
+        if m is None or not m.has_encoder:
             raise GanvaeError(f"metric {metric} needs a VAE run (it reads the encoder's posterior means)")
         if opts.get("factors") is None:
             raise GanvaeError(f"metric {metric} needs data with ground-truth factors (e.g. --data shapes); "

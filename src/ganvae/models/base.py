@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .. import rng
+from ..util.modes import eval_mode
 
 
 @dataclass
@@ -38,6 +39,11 @@ class Phase:
     repeats: int = 1                           # optimizer steps of this phase per training step
     real_data: bool = True                     # draws a real batch (and counts it in "images seen")
     weight_decay: float = 0.0
+    # The loss split into (real_half(batch, gen) -> terms, fake_half(n, gen) -> terms): the part that sees
+    # the real batch and the part that does not (a GAN's D: real and generated images). Their "loss" terms
+    # add up to the phase's loss. Differential privacy charges only the real half. None: not separable.
+    halves: tuple[Callable[[Batch, torch.Generator], dict[str, torch.Tensor]],
+                  Callable[[int, torch.Generator], dict[str, torch.Tensor]]] | None = None
 
     def parameters(self) -> list[nn.Parameter]:
         return [p for m in self.modules for p in m.parameters()]
@@ -54,11 +60,20 @@ class ModelConfigBase:
 
 
 class GenerativeModel(nn.Module):
-    """Base class. Subclasses set ``family`` and ``generator_name`` and implement the methods below."""
+    """Base class. Subclasses set ``family`` and ``generator_name`` and implement the methods below.
+
+    Other packages ask a model what it can do through the capability flags below and the
+    methods beside them, never by its name or class.
+    """
 
     family: ClassVar[str] = ""          # "gan" or "vae"
     generator_name: ClassVar[str] = ""  # the submodule that makes images (EMA'd; "G" or "decoder")
     ema_default: ClassVar[bool] = False
+    # -- capabilities
+    has_encoder: ClassVar[bool] = False        # encode(x) -> q(z | x), reconstruct(x), bound_parts()
+    has_discriminator: ClassVar[bool] = False  # discriminate(x) -> D's logits
+    has_likelihood: ClassVar[bool] = False     # a pixel likelihood p(x | z): ELBO and IWAE bounds of log p(x)
+    conditional: ClassVar[bool] = False        # takes class labels (sample(labels=...), training needs them)
 
     def __init__(self, config):
         super().__init__()
@@ -69,9 +84,28 @@ class GenerativeModel(nn.Module):
     def phases(self) -> list[Phase]:
         raise NotImplementedError
 
-    # -- generation
-    conditional: ClassVar[bool] = False  # takes class labels (cdcgan, cvae)
+    @classmethod
+    def private_config(cls, config, name: str = ""):
+        """``config`` made ready for differentially private training (e.g. BatchNorm -> GroupNorm), or a
+        GanvaeError saying why this model (registered as ``name``) cannot be trained privately."""
+        from ..errors import GanvaeError
+        raise GanvaeError(f"privacy: model {name or cls.__name__!r} cannot be trained privately (its phases mix "
+                          "real data into more than one network); DP supports GANs whose D loss splits into a real "
+                          "and a generated half, and VAEs with a per-sample loss")
 
+    # -- what other packages may ask
+    def discriminate(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logits (B,) for images ``x`` (B, C, H, W) in [0, 1] (``has_discriminator`` models)."""
+        raise NotImplementedError(f"{type(self).__name__} has no discriminator")
+
+    def bound_parts(self, labels: torch.Tensor | None = None):
+        """(encoder, decoder, likelihood) callables for ELBO / importance-weighted bounds (``has_encoder``).
+
+        ``labels`` (conditional models): the records' classes, bound into both callables.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no encoder")
+
+    # -- generation
     def latent(self, n: int, generator: torch.Generator | None = None,
                labels: torch.Tensor | None = None) -> torch.Tensor:
         """Draw n latent codes from the prior, (n, latent_dim).
@@ -112,16 +146,9 @@ class GenerativeModel(nn.Module):
             z = self.latent(n, gen, labels=labels)
         else:
             z = self.latent(n, gen)
-        was_training = self.training
         net_ = net if net is not None else getattr(self, self.generator_name)
-        net_training = net_.training
-        self.eval()
-        net_.eval()
-        try:
+        with eval_mode(self, net_):
             out = [self.decode_latent(z[i:i + batch_size], net_) for i in range(0, n, batch_size)]
-        finally:
-            self.train(was_training)
-            net_.train(net_training)
         return torch.cat(out).clamp_(0, 1) if out else z.new_zeros((0, self.config.channels,
                                                                      self.config.image_size, self.config.image_size))
 

@@ -103,6 +103,23 @@ class ConditionalGAN(_Conditional, GAN):
         _, y = self.split(code)
         return self.g_terms(functools.partial(self.D, y=y), self.G(code), gen)
 
+    def d_real_terms(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        D = functools.partial(self.D, y=self._labels(batch))
+        return self.objective.d_real(self.critic(D, gen), batch.x * 2 - 1)
+
+    def d_fake_terms(self, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """``n`` fakes with labels drawn uniformly (not the real batch's: independent of the real data)."""
+        with torch.no_grad():
+            code = self.latent(n, gen)
+            fake = self.G(code)
+        return self.objective.d_fake(self.critic(functools.partial(self.D, y=self.split(code)[1]), gen), fake)
+
+    @torch.no_grad()
+    def discriminate(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is None:
+            raise GanvaeError("a conditional discriminator needs the images' class labels")
+        return self.D(x * 2 - 1, labels.to(x.device)).flatten()
+
 
 # ---------------------------------------------------------------------------------------------- VAE
 @dataclass
@@ -136,6 +153,13 @@ class ConditionalVAE(_Conditional, VAE):
         q = self.encode(x, y)
         labels = torch.as_tensor(y, dtype=torch.long, device=x.device).flatten().expand(x.shape[0])
         return self.likelihood.mean(self.decoder(q.mean, labels))
+
+    def bound_parts(self, labels=None):
+        if labels is None:
+            raise GanvaeError("cvae: the bound of log p(x | y) needs the images' class labels")
+        y = labels.to(self.device)
+        return (lambda a: self.encoder(a, y), lambda z: self.decoder(z, y.repeat(z.shape[0] // y.shape[0])),
+                self.likelihood)
 
     def loss(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
         y = self._labels(batch)

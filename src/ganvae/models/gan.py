@@ -14,6 +14,7 @@ reuses :meth:`GAN.d_terms` / :meth:`GAN.g_terms` with its own D callable, e.g.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -99,6 +100,28 @@ class GAN(GenerativeModel):
     family = "gan"
     generator_name = "G"
     ema_default = True
+    has_discriminator = True
+
+    @classmethod
+    def private_config(cls, config: GANConfig, name: str = "") -> GANConfig:
+        """Only D sees real data, through the real half of its loss: that half must be separable and per sample."""
+        if not getattr(GAN_OBJECTIVES.get(config.objective), "separable", False):
+            raise GanvaeError(f"privacy: model.objective={config.objective} cannot be trained privately (its "
+                              "gradient penalty mixes real and fake images and needs a double backward); use "
+                              "nonsaturating, minimax, hinge or least-squares")
+        if config.r1_gamma > 0:
+            raise GanvaeError("privacy: model.r1_gamma > 0 cannot be trained privately (R1 needs a double backward "
+                              "through D); set model.r1_gamma=0")
+        if config.d_spectral_norm:
+            raise GanvaeError("privacy: model.d_spectral_norm=true cannot be trained privately (Opacus has no "
+                              "per-sample gradients for parametrized layers with buffers); set it to false")
+        if getattr(config, "d_norm", None) == "batch":  # BatchNorm mixes samples: GroupNorm, through the option
+            config = dataclasses.replace(config, d_norm="group")
+        return config
+
+    @torch.no_grad()
+    def discriminate(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.D(x * 2 - 1).flatten()
 
     def __init__(self, config: GANConfig):
         super().__init__(config)
@@ -159,9 +182,21 @@ class GAN(GenerativeModel):
     def g_phase(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
         return self.g_terms(self.D, self._fake(batch.n, gen), gen)
 
+    # -- D's loss in two halves (differential privacy charges only the real one; see Phase.halves)
+    def d_real_terms(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """The objective's real-image half of D's loss on the batch (no R1: not separable)."""
+        return self.objective.d_real(self.critic(self.D, gen), batch.x * 2 - 1)
+
+    def d_fake_terms(self, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """The generated half: ``n`` fresh fakes, independent of any real batch."""
+        with torch.no_grad():
+            fake = self.G(self.latent(n, gen))
+        return self.objective.d_fake(self.critic(self.D, gen), fake)
+
     def phases(self) -> list[Phase]:
         c = self.config
         return [
-            Phase("D", [self.D], c.lr_d, c.betas_d, self.d_phase, repeats=c.d_steps),
+            Phase("D", [self.D], c.lr_d, c.betas_d, self.d_phase, repeats=c.d_steps,
+                  halves=(self.d_real_terms, self.d_fake_terms)),
             Phase("G", [self.G], c.lr_g, c.betas_g, self.g_phase, real_data=False),
         ]

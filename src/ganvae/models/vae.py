@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -21,6 +22,7 @@ class VAEConfig(ModelConfigBase):
     beta: float = 1.0                 # weight of the KL term (1 = plain VAE; > 1 = beta-VAE)
     lr: float = 1e-3                  # Adam learning rate
     betas: tuple[float, float] = (0.9, 0.999)  # Adam betas
+    per_sample_loss: ClassVar[bool] = True  # the loss is a mean of per-sample terms (needed by DP)
 
     def validate(self) -> None:
         LIKELIHOODS.get(self.likelihood)
@@ -74,6 +76,7 @@ class TCVAEConfig(ConvVAEConfig):
     beta: float = 6.0                 # weight of the total correlation TC(z)
     gamma: float = 1.0                # weight of the dimension-wise KL sum_d KL(q(z_d) || p(z_d))
     dataset_size: int | None = None   # N for minibatch stratified sampling; training fills it from the data
+    per_sample_loss: ClassVar[bool] = False  # the estimator couples the samples of a batch
 
     def validate(self) -> None:
         super().validate()
@@ -91,6 +94,24 @@ class VAE(GenerativeModel):
     family = "vae"
     generator_name = "decoder"
     ema_default = False
+    has_encoder = True
+    has_likelihood = True
+
+    @classmethod
+    def private_config(cls, config: VAEConfig, name: str = "") -> VAEConfig:
+        """The whole VAE sees real data and is privatised: its loss must be a mean of per-sample terms."""
+        if not config.per_sample_loss:
+            raise GanvaeError(f"privacy: model {name or cls.__name__!r} cannot be trained privately: its objective "
+                              "couples the samples of a batch (beta-TCVAE's minibatch-stratified estimator: no "
+                              "per-sample gradients); use beta-vae")
+        if config.likelihood == "gaussian" and config.sigma is None:
+            raise GanvaeError("privacy: model.likelihood=gaussian with a learned sigma cannot be trained privately "
+                              "(the sigma parameter has no per-sample gradient); set model.sigma (e.g. 0.1) or use "
+                              "bernoulli")
+        return config
+
+    def bound_parts(self, labels=None):
+        return self.encoder, self.decoder, self.likelihood
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..errors import GanvaeError
 from ..nets import ConvDecoder, ConvEncoder, DCGANDiscriminator
-from ..objectives.vae import DiagonalGaussian
+from ..objectives.vae import Bernoulli, DiagonalGaussian
 from .base import Batch, GenerativeModel, ModelConfigBase, Phase
 
 
@@ -68,6 +68,17 @@ class VAEGAN(GenerativeModel):
     family = "vae"
     generator_name = "decoder"
     ema_default = False
+    has_encoder = True
+    has_discriminator = True
+    has_likelihood = False  # its reconstruction is measured in D's features, not by a pixel likelihood
+
+    @torch.no_grad()
+    def discriminate(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.D(x * 2 - 1).flatten()
+
+    def bound_parts(self, labels=None):
+        """The decoder's Bernoulli logits as a stand-in pixel likelihood (for attacks, not for a log p(x))."""
+        return self.encoder, self.decoder, Bernoulli()
 
     def __init__(self, config: VAEGANConfig):
         super().__init__(config)

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from .. import api
 from ..errors import GanvaeError
 
 LIMITS = {
@@ -62,7 +63,7 @@ class RunHandle:
         c = m.config
         meta = getattr(m, "meta", {}) or {}
         data = meta.get("data") or {}
-        conditional = bool(getattr(m, "conditional", False))
+        conditional = bool(m.conditional)
         return {
             "index": self.index, "name": self.name, "path": str(self.path),
             "model": m.registered_name, "family": m.family, "conditional": conditional,
@@ -70,14 +71,12 @@ class RunHandle:
             "class_names": (data.get("class_names") or None) if conditional else None,
             "latent_dim": c.latent_dim, "image_size": c.image_size, "channels": c.channels,
             "data": data.get("source"), "step": meta.get("step"),
-            "reconstruct": m.family == "vae" and hasattr(m, "reconstruct"),
+            "reconstruct": bool(m.has_encoder),
         }
 
 
 def load_runs(runs) -> list[RunHandle]:
     """Run (or model) folders -> loaded models; a missing or unreadable folder is a GanvaeError."""
-    from ..api import load
-
     paths = [Path(r) for r in runs]
     if not paths:
         raise GanvaeError("give at least one run folder")
@@ -85,7 +84,7 @@ def load_runs(runs) -> list[RunHandle]:
     for i, p in enumerate(paths):
         if not p.exists():
             raise GanvaeError(f"{p}: no such run folder")
-        model = load(p, device="cpu")
+        model = api.load(p, device="cpu")
         name = p.name if p.name != "model" else p.parent.name
         if sum(q.name == p.name for q in paths) > 1:
             name = str(p)
@@ -146,19 +145,9 @@ def _offsets(run: RunHandle, raw: str | None) -> dict[int, float]:
 
 # ---------------------------------------------------------------------------------------------- images
 def _png(images: torch.Tensor, nrow: int | None = None, min_tile: int = 64) -> bytes:
-    from ..images import make_grid
-
     buf = io.BytesIO()
-    make_grid(images, nrow=nrow, min_tile=min_tile).save(buf, format="PNG")
+    api.make_grid(images, nrow=nrow, min_tile=min_tile).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _code(model, seed: int, cls: int | None) -> torch.Tensor:
-    """The code (D,) that ``model.sample(1, seed=seed, labels=cls)`` decodes."""
-    gen = torch.Generator(device=model.device)
-    gen.manual_seed(seed)
-    labels = torch.tensor([cls], device=model.device) if cls is not None else None
-    return model.latent(1, gen, labels=labels)[0] if labels is not None else model.latent(1, gen)[0]
 
 
 def grid_png(run: RunHandle, seed: int, n: int, cls: int | None) -> bytes:
@@ -167,33 +156,24 @@ def grid_png(run: RunHandle, seed: int, n: int, cls: int | None) -> bytes:
 
 
 def traverse_png(run: RunHandle, seed: int, offsets: dict[int, float], cls: int | None) -> bytes:
-    from ..latent import decode
-
-    z = _code(run.model, seed, cls).clone()
+    z = api.prior_code(run.model, seed, cls).clone()
     for d, v in offsets.items():
         z[d] = z[d] + v
-    return _png(decode(run.model, z[None]), min_tile=128)
+    return _png(api.decode(run.model, z[None]), min_tile=128)
 
 
 def interpolate_png(run: RunHandle, a: int, b: int, steps: int, cls: int | None) -> bytes:
-    from ..latent import decode, slerp
-
     m = run.model
-    za, zb = _code(m, a, cls), _code(m, b, cls)
+    za, zb = api.prior_code(m, a, cls), api.prior_code(m, b, cls)
     k = m.config.latent_dim
-    path = slerp(za[:k], zb[:k], torch.linspace(0, 1, steps, dtype=za.dtype))
+    path = api.slerp(za[:k], zb[:k], torch.linspace(0, 1, steps, dtype=za.dtype))
     if za.shape[0] > k:  # conditional: the class column stays seed a's (or cls)
         path = torch.cat([path, za[k:].expand(steps, -1)], 1)
-    return _png(decode(m, path), nrow=steps, min_tile=64)
+    return _png(api.decode(m, path), nrow=steps, min_tile=64)
 
 
 def read_upload(data: bytes, channels: int, size: int) -> torch.Tensor:
-    """Uploaded bytes -> (1, channels, size, size) in [0, 1], prepared as folder data is."""
-    import numpy as np
-
-    from ..data.folder import decode_file
-    from ..data.transform import convert_channels
-
+    """Uploaded bytes -> (1, channels, size, size) in [0, 1], prepared as folder data is (pixel cap first)."""
     try:
         with Image.open(io.BytesIO(data)) as probe:
             w, h = probe.size
@@ -202,23 +182,58 @@ def read_upload(data: bytes, channels: int, size: int) -> torch.Tensor:
     if w * h > LIMITS["max_upload_pixels"]:
         raise BadRequest(f"the image is {w}x{h} pixels; at most {LIMITS['max_upload_pixels']:,} pixels", 413)
     try:
-        arr, _ = decode_file(io.BytesIO(data), size)
-    except Exception as e:
-        raise BadRequest(f"the upload is not a readable image ({type(e).__name__})") from None
-    x = torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0)
-    return convert_channels(x, channels).float() / 255
+        return api.load_image(data, channels, size)
+    except GanvaeError as e:
+        raise BadRequest(str(e)) from None
 
 
 def reconstruct_png(run: RunHandle, x: torch.Tensor, cls: int | None) -> bytes:
     m = run.model
     x = x.to(m.device)
-    if getattr(m, "conditional", False):
+    if m.conditional:
         if cls is None:
             raise BadRequest(f"run {run.name} is a conditional VAE: choose the image's class to reconstruct it")
         rec = m.reconstruct(x, cls)
     else:
         rec = m.reconstruct(x)
     return _png(torch.cat([x, rec.clamp(0, 1)]), nrow=2, min_tile=128)
+
+
+def _run_of(handles: list[RunHandle], raw: str) -> RunHandle:
+    """The run at index ``raw`` (a path parameter), or a 404."""
+    try:
+        i = int(raw)
+    except ValueError:
+        i = -1
+    if not 0 <= i < len(handles):
+        raise BadRequest(f"run {raw}: no such run (there are {len(handles)}: 0 to {len(handles) - 1})", 404)
+    return handles[i]
+
+
+async def _upload(request, run: RunHandle) -> tuple[bytes, int | None]:
+    """The bytes of the multipart field "image" (size-capped) and the optional class field "cls"."""
+    cap = LIMITS["max_upload_bytes"]
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > cap + 64 * 1024:
+        raise BadRequest(f"the upload is {int(length):,} bytes; at most {cap:,} bytes", 413)
+    try:
+        form = await request.form(max_files=1, max_fields=8, max_part_size=64 * 1024)
+    except Exception as e:  # HTTPException(400) for malformed multipart bodies, or a parser error
+        detail = getattr(e, "detail", None) or str(e) or type(e).__name__
+        raise BadRequest(f"could not read the upload: {detail}") from None
+    try:
+        upload = form.get("image")
+        if upload is None or isinstance(upload, str):
+            raise BadRequest("send the image as multipart form field 'image'")
+        data = await upload.read(cap + 1)
+        if len(data) > cap:
+            raise BadRequest(f"the upload is larger than allowed: at most {cap:,} bytes", 413)
+        if not data:
+            raise BadRequest("the upload is empty")
+        cls = _cls(run, {"cls": form.get("cls")} if isinstance(form.get("cls"), str) else {})
+    finally:
+        await form.close()
+    return data, cls
 
 
 # ---------------------------------------------------------------------------------------------- the app
@@ -237,14 +252,7 @@ def make_app(runs, *, handles: list[RunHandle] | None = None):
     no_store = {"Cache-Control": "no-store"}
 
     def run_of(request: Request) -> RunHandle:
-        raw = request.path_params["i"]
-        try:
-            i = int(raw)
-        except ValueError:
-            i = -1
-        if not 0 <= i < len(handles):
-            raise BadRequest(f"run {raw}: no such run (there are {len(handles)}: 0 to {len(handles) - 1})", 404)
-        return handles[i]
+        return _run_of(handles, request.path_params["i"])
 
     async def compute(run: RunHandle, fn, *args) -> Response:
         def work():
@@ -284,27 +292,7 @@ def make_app(runs, *, handles: list[RunHandle] | None = None):
         if not run.describe()["reconstruct"]:
             raise BadRequest(f"run {run.name} is a {run.model.registered_name} ({run.model.family.upper()}): "
                              "reconstruction needs a VAE's encoder")
-        cap = LIMITS["max_upload_bytes"]
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > cap + 64 * 1024:
-            raise BadRequest(f"the upload is {int(length):,} bytes; at most {cap:,} bytes", 413)
-        try:
-            form = await request.form(max_files=1, max_fields=8, max_part_size=64 * 1024)
-        except Exception as e:  # HTTPException(400) for malformed multipart bodies, or a parser error
-            detail = getattr(e, "detail", None) or str(e) or type(e).__name__
-            raise BadRequest(f"could not read the upload: {detail}") from None
-        try:
-            upload = form.get("image")
-            if upload is None or isinstance(upload, str):
-                raise BadRequest("send the image as multipart form field 'image'")
-            data = await upload.read(cap + 1)
-            if len(data) > cap:
-                raise BadRequest(f"the upload is larger than allowed: at most {cap:,} bytes", 413)
-            if not data:
-                raise BadRequest("the upload is empty")
-            cls = _cls(run, {"cls": form.get("cls")} if isinstance(form.get("cls"), str) else {})
-        finally:
-            await form.close()
+        data, cls = await _upload(request, run)
         c = run.model.config
         x = await run_in_threadpool(read_upload, data, c.channels, c.image_size)
         return await compute(run, reconstruct_png, x, cls)

@@ -1,5 +1,7 @@
-"""The one phase-driven training loop, its checkpoints and the generator EMA."""
+"""The one phase-driven training loop, its config, checkpoints, the generator EMA and plugins."""
 
-from .loop import DivergenceError, TrainConfig, Trainer
+from .config import PRECISIONS, TrainConfig
+from .loop import DivergenceError, Trainer
+from .plugins import TrainerPlugin
 
-__all__ = ["TrainConfig", "Trainer", "DivergenceError"]
+__all__ = ["TrainConfig", "Trainer", "TrainerPlugin", "DivergenceError", "PRECISIONS"]

@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import GanvaeError
+from ..util.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,7 @@ def from_env() -> World:
 
 def setup(world: World, device_name: str) -> torch.device:
     """Join the process group (NCCL on CUDA, gloo on the CPU); return this rank's device."""
-    from .loop import resolve_device
-
-    device = resolve_device(device_name)
+    device = resolve_device(device_name, "train.device")
     if not world.active:
         return device
     if device.type == "cuda":

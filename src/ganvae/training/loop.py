@@ -16,7 +16,6 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,67 +27,10 @@ from ..models import Batch, GenerativeModel, standing_stats
 from . import distributed
 from .batches import BatchStream
 from .checkpoint import load_state, rng_state, save_state, set_rng_state
+from .config import PRECISIONS, TrainConfig
 from .distributed import World
 from .ema import EMA
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 2000                 # training steps (each: every phase once, D d_steps times)
-    batch_size: int = 64              # images per batch
-    seed: int = 0                     # seeds the weights, the training noise and the data order
-    device: str = "auto"              # auto (cuda when available, else cpu), cpu, cuda, cuda:N
-    ema: bool | None = None           # EMA of the generator; null: the model's default (on for GANs)
-    ema_kimg: float = 10.0            # EMA half-life in thousands of images
-    ema_rampup: float | None = 0.05   # half-life at most this share of the images seen so far (null: off)
-    log_every: int = 50               # steps between lines of metrics.jsonl
-    sample_every: int = 500           # steps between sample grids (and one at the end)
-    checkpoint_every: int = 500       # steps between training-state checkpoints (and one at the end)
-    grid_size: int = 64               # images per sample grid
-    sample_seed: int = 0              # latent seed of the grids: the same codes all run long
-    max_minutes: float | None = None  # wall-clock budget; stops cleanly (checkpoint, export) when spent
-    threads: int | None = None        # torch intra-op threads; null: torch's default
-    eval_every_kimg: float | None = None  # score the generator every this many thousand images (null: never)
-    eval_metric: str = "fid"          # what the periodic evaluation computes (see `ganvae eval --help`)
-    eval_n: int = 2000                # samples (and reference images) per periodic evaluation
-    keep_best: bool = False           # export the best-scoring generator so far to RUN/best/ (needs eval_every_kimg)
-    tensorboard: bool = True          # TensorBoard event files in RUN/tensorboard/ (x axis: images seen)
-    report: bool = True               # write RUN/report.html at the end (`ganvae report RUN` any time)
-    deterministic: bool = False       # GPU: deterministic kernels (slower) so runs and resumes repeat exactly;
-                                      # CPU runs are deterministic already
-    precision: str = "fp32"           # fp32, or bf16 (autocast: bfloat16 matmuls/convs, fp32 weights and optimizer)
-    channels_last: bool | None = None  # conv nets and batches in channels-last memory format; null: on for conv
-                                       # nets on the CPU (1.05-1.4x there, benchmarks/results/speed.md), else off
-    compile: bool = False             # torch.compile the networks (nn.Module.compile; first steps are slow)
-    tf32: bool = True                 # CUDA: TF32 tensor cores for fp32 matmuls and convolutions (Ampere and newer)
-
-    def validate(self) -> None:
-        for name in ("steps", "log_every", "sample_every", "checkpoint_every", "grid_size"):
-            if getattr(self, name) < 1:
-                raise GanvaeError(f"train.{name}: expected >= 1, got {getattr(self, name)}")
-        if self.batch_size < 1:
-            raise GanvaeError(f"train.batch_size: expected >= 1, got {self.batch_size}")
-        if self.ema_kimg <= 0:
-            raise GanvaeError(f"train.ema_kimg: expected > 0, got {self.ema_kimg}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise GanvaeError(f"train.max_minutes: expected > 0, got {self.max_minutes}")
-        if self.eval_every_kimg is not None and self.eval_every_kimg <= 0:
-            raise GanvaeError(f"train.eval_every_kimg: expected > 0, got {self.eval_every_kimg}")
-        if self.keep_best and self.eval_every_kimg is None:
-            raise GanvaeError("train.keep_best needs train.eval_every_kimg (--eval-every KIMG)")
-        if self.eval_every_kimg is not None:
-            from ..metrics import METRICS
-            METRICS.get(self.eval_metric)
-        if self.eval_n < 2:
-            raise GanvaeError(f"train.eval_n: expected >= 2, got {self.eval_n}")
-        if self.threads is not None and self.threads < 1:
-            raise GanvaeError(f"train.threads: expected >= 1, got {self.threads}")
-        if self.precision not in PRECISIONS:
-            raise GanvaeError(f"train.precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
-        resolve_device(self.device)
-
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+from .plugins import TrainerPlugin
 
 
 class DivergenceError(GanvaeError):
@@ -97,22 +39,9 @@ class DivergenceError(GanvaeError):
     exit_code = 3
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise GanvaeError(f"train.device {name!r}: expected auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GanvaeError(f"train.device {name!r}: CUDA is not available on this machine")
-    return dev
-
-
 class Trainer:
     """Drives ``model`` on ``images`` (uint8, (N, C, H, W)); writes into the run folder ``out``."""
 
-    auto_channels_last = True  # train.channels_last=null may turn it on (see TrainConfig)
     # Whether a non-finite loss is found at the next boundary (log line, grid, score, checkpoint, stop) rather
     # than by a host sync after every phase. None: on CUDA only, where the sync would stall the launch queue;
     # on the CPU the check is free and stops at the step itself. Either way no checkpoint holds a bad step.
@@ -120,10 +49,16 @@ class Trainer:
 
     def __init__(self, model: GenerativeModel, cfg: TrainConfig, images: torch.Tensor,
                  labels: torch.Tensor | None, out: str | Path, device: torch.device, binarize: bool = False,
-                 evaluator=None, on_best=None, world: World = distributed.SINGLE):
+                 evaluator=None, on_best=None, world: World = distributed.SINGLE,
+                 plugins: list[TrainerPlugin] | tuple = ()):
         self.model, self.cfg, self.out, self.device = model, cfg, Path(out), device
         self.world = world
+        self.plugins = list(plugins)  # see ganvae.training.plugins: DP and any other extension of the loop
+        self.target_steps: int | None = None  # the step count run() is heading for
+        self.n_train = int(images.shape[0])   # training images
         distributed.check_batch(world, cfg.batch_size)
+        for pl in self.plugins:
+            pl.attach(self)
         if self.defer_finite_check is None:
             self.defer_finite_check = device.type == "cuda"
         self._first_bad: dict[str, torch.Tensor] = {}  # phase -> first step with a non-finite loss (-1: none)
@@ -133,7 +68,7 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = cfg.tf32
         self.channels_last = cfg.channels_last
         if self.channels_last is None:
-            self.channels_last = self.auto_channels_last and device.type == "cpu" and any(
+            self.channels_last = all(pl.channels_last_ok for pl in self.plugins) and device.type == "cpu" and any(
                 isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -151,6 +86,9 @@ class Trainer:
         self.noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         self.stream = BatchStream(images, labels, cfg.batch_size, cfg.seed, device,
                                   binarize=self.noise if binarize else None, rank=world.rank, world=world.size)
+        for pl in self.plugins:
+            self.phases, self.optimizers = pl.wrap_phases(self.phases, self.optimizers)
+            self.stream = pl.wrap_stream(self.stream)
         self.step = 0
         self.images_seen = 0
         self.train_seconds = 0.0  # summed over resumes
@@ -158,7 +96,7 @@ class Trainer:
         self.on_best = on_best      # callable(trainer, score) when the primary eval value improves
         self.best: dict | None = None  # {"metric", "value", "step"} of the best evaluation so far
         self._images_this_step = 0
-        self._stop_reason: str | None = None
+        self.stop_reason: str | None = None  # why run() stops before its target (first reason wins)
         self.tb = None  # TensorBoard writer while run() is active
 
     # ------------------------------------------------------------------ state
@@ -174,9 +112,12 @@ class Trainer:
             "data": self.stream.state_dict(),
             "rng": rng_state(),
             "best": self.best,
+            **{pl.name: pl.state_dict() for pl in self.plugins},
         }
 
     def load_state_dict(self, state: dict) -> None:
+        for pl in self.plugins:  # first: a plugin refuses a checkpoint that is not its run's before anything changes
+            pl.load_state_dict(state.get(pl.name))
         self.model.load_state_dict(state["model"])
         for ph, opt in zip(self.phases, self.optimizers):
             opt.load_state_dict(state["optimizers"][ph.name])
@@ -247,9 +188,21 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------ the loop
+    def request_stop(self, reason: str) -> None:
+        """Stop cleanly after the current step (checkpoint, export); the first reason given is kept."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
     def train_step(self) -> dict[str, torch.Tensor]:
+        for pl in self.plugins:
+            pl.before_step(self)
         with rng.shard(self.world.rank, self.world.size):
-            return self._train_step()
+            terms = self._train_step()
+        for pl in self.plugins:
+            reason = pl.after_step(self)
+            if reason:
+                self.request_stop(reason)
+        return terms
 
     def _train_step(self) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
@@ -322,75 +275,27 @@ class Trainer:
         )
 
     def run(self, target_steps: int, progress: bool = True) -> dict:
-        cfg = self.cfg
+        """Train up to ``target_steps`` in total (or until a stop reason); log, sample, score, checkpoint."""
+        self.target_steps = target_steps
+        for pl in self.plugins:
+            pl.before_run(self, target_steps)
         self.model.train()
         main = self.world.is_main  # only rank 0 writes files
         metrics_path = self.out / "metrics.jsonl" if main else Path(os.devnull)
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        start_wall = time.perf_counter()
-        base_seconds = self.train_seconds
-        deadline = start_wall + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
-        acc: dict[str, torch.Tensor] = {}
-        n_acc, t_log, img_log = 0, start_wall, self.images_seen
-        last: dict[str, float] = {}
+        clock = _Clock(self.train_seconds, self.cfg.max_minutes, self.images_seen)
         bar = tqdm(total=target_steps, initial=self.step, disable=not (progress and main), unit="step",
                    dynamic_ncols=True, smoothing=0.1)
-        if cfg.tensorboard and main:
+        if self.cfg.tensorboard and main:
             from .tb import TensorBoard
             self.tb = TensorBoard(self.out / "tensorboard")
         old_handler = self._install_sigint()
         try:
             with metrics_path.open("a") as mf:
                 while self.step < target_steps:
-                    terms = self.train_step()
-                    for k, v in terms.items():
-                        acc[k] = acc.get(k, 0.0) + v
-                    n_acc += 1
+                    clock.add(self.train_step())
                     bar.update(1)
-                    now = time.perf_counter()
-                    done = self.step >= target_steps
-                    if now >= deadline and not done and self._stop_reason is None:
-                        self._stop_reason = f"time budget of {cfg.max_minutes:g} min spent"
-                    if self.world.active and not done:  # every rank stops at the same step
-                        if distributed.any_rank(self._stop_reason is not None, self.world, self.device):
-                            self._stop_reason = self._stop_reason or "stopped by another process"
-                    stopping = done or self._stop_reason is not None
-                    if self.defer_finite_check and (
-                            stopping or any(self.step % k == 0 for k in (cfg.log_every, cfg.sample_every,
-                                                                          cfg.checkpoint_every))
-                            or self._due_eval(stopping)):
-                        self.check_finite()  # before anything leaves the loop: no bad step is logged or saved
-                    if self.step % cfg.log_every == 0 or stopping:
-                        last = distributed.average_scalars({k: float(v) / n_acc for k, v in acc.items()},
-                                                           self.world, self.device)
-                        dt = max(now - t_log, 1e-9)
-                        rec = {"step": self.step, "images_seen": self.images_seen,
-                               "kimg": round(self.images_seen / 1000, 3),
-                               "time_s": round(base_seconds + now - start_wall, 3),
-                               "img_per_s": round((self.images_seen - img_log) / dt, 2), **last,
-                               **self.log_extras()}
-                        mf.write(json.dumps(rec) + "\n")
-                        mf.flush()
-                        if self.tb is not None:
-                            self.tb.scalars(rec, self.images_seen)
-                        bar.set_postfix({k: f"{v:.3g}" for k, v in last.items()
-                                         if k.count("/") == 1}, refresh=False)
-                        acc, n_acc, t_log, img_log = {}, 0, now, self.images_seen
-                    if main and (self.step % cfg.sample_every == 0 or stopping):
-                        self.write_grid()
-                    if main and self._due_eval(stopping):
-                        rec = self.run_eval()
-                        mf.write(json.dumps(rec) + "\n")
-                        if self.tb is not None:
-                            self.tb.scalars(rec, self.images_seen)
-                        mf.flush()
-                    if self.step % cfg.checkpoint_every == 0 or stopping:
-                        self.train_seconds = base_seconds + time.perf_counter() - start_wall
-                        if main:
-                            self.save_checkpoint()
-                    if stopping:
-                        if done and main:
-                            self._link_final()
+                    if self._boundary(target_steps, clock, mf, bar):
                         break
         finally:
             bar.close()
@@ -398,13 +303,52 @@ class Trainer:
             if self.tb is not None:
                 self.tb.close()
                 self.tb = None
-        self.train_seconds = base_seconds + time.perf_counter() - start_wall
-        return {"step": self.step, "images_seen": self.images_seen, "stopped": self._stop_reason,
-                "last": last}
+            for pl in self.plugins:
+                pl.after_run(self)
+        self.train_seconds = clock.seconds()
+        return {"step": self.step, "images_seen": self.images_seen, "stopped": self.stop_reason,
+                "last": clock.last}
+
+    def _boundary(self, target_steps: int, clock: "_Clock", mf, bar) -> bool:
+        """After a step: decide whether to stop; log, sample, score and checkpoint when due. True: stop."""
+        cfg, main = self.cfg, self.world.is_main
+        now = time.perf_counter()
+        done = self.step >= target_steps
+        if now >= clock.deadline and not done:
+            self.request_stop(f"time budget of {cfg.max_minutes:g} min spent")
+        if self.world.active and not done:  # every rank stops at the same step
+            if distributed.any_rank(self.stop_reason is not None, self.world, self.device):
+                self.request_stop("stopped by another process")
+        stopping = done or self.stop_reason is not None
+        if self.defer_finite_check and (
+                stopping or any(self.step % k == 0 for k in (cfg.log_every, cfg.sample_every, cfg.checkpoint_every))
+                or self._due_eval(stopping)):
+            self.check_finite()  # before anything leaves the loop: no bad step is logged or saved
+        if self.step % cfg.log_every == 0 or stopping:
+            rec = clock.line(self, now)
+            self._write_record(mf, rec)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in clock.last.items() if k.count("/") == 1}, refresh=False)
+        if main and (self.step % cfg.sample_every == 0 or stopping):
+            self.write_grid()
+        if main and self._due_eval(stopping):
+            self._write_record(mf, self.run_eval())
+        if self.step % cfg.checkpoint_every == 0 or stopping:
+            self.train_seconds = clock.seconds()
+            if main:
+                self.save_checkpoint()
+        if stopping and done and main:
+            self._link_final()
+        return stopping
+
+    def _write_record(self, mf, rec: dict) -> None:
+        mf.write(json.dumps(rec) + "\n")
+        mf.flush()
+        if self.tb is not None:
+            self.tb.scalars(rec, self.images_seen)
 
     def log_extras(self) -> dict[str, float]:
-        """Values logged as they are now (not averaged over the steps since the last line); subclasses add them."""
-        return {}
+        """Values logged as they are now (not averaged over the steps since the last line): the plugins'."""
+        return {k: v for pl in self.plugins for k, v in pl.log_values(self).items()}
 
     def _due_eval(self, stopping: bool) -> bool:
         if self.evaluator is None or not self.cfg.eval_every_kimg:
@@ -434,12 +378,43 @@ class Trainer:
             return None
 
         def handler(signum, frame):
-            if self._stop_reason == "interrupted":
+            if self.stop_reason == "interrupted":
                 raise KeyboardInterrupt
-            self._stop_reason = "interrupted"
+            self.stop_reason = "interrupted"
 
         return signal.signal(signal.SIGINT, handler)
 
     def _restore_sigint(self, old) -> None:
         if old is not None:
             signal.signal(signal.SIGINT, old)
+
+
+class _Clock:
+    """Wall time, the time budget and the loss terms averaged between two log lines of one ``run()``."""
+
+    def __init__(self, base_seconds: float, max_minutes: float | None, images_seen: int):
+        self.start = time.perf_counter()
+        self.base = base_seconds  # training seconds of earlier runs (resumes add up)
+        self.deadline = self.start + max_minutes * 60 if max_minutes else math.inf
+        self.acc: dict[str, torch.Tensor] = {}
+        self.n, self.t_log, self.img_log = 0, self.start, images_seen
+        self.last: dict[str, float] = {}
+
+    def seconds(self) -> float:
+        return self.base + time.perf_counter() - self.start
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        for k, v in terms.items():
+            self.acc[k] = self.acc.get(k, 0.0) + v
+        self.n += 1
+
+    def line(self, tr: "Trainer", now: float) -> dict:
+        """The metrics.jsonl record for the steps since the last line (averaged over ranks); resets the sums."""
+        self.last = distributed.average_scalars({k: float(v) / self.n for k, v in self.acc.items()},
+                                                tr.world, tr.device)
+        dt = max(now - self.t_log, 1e-9)
+        rec = {"step": tr.step, "images_seen": tr.images_seen, "kimg": round(tr.images_seen / 1000, 3),
+               "time_s": round(self.base + now - self.start, 3),
+               "img_per_s": round((tr.images_seen - self.img_log) / dt, 2), **self.last, **tr.log_extras()}
+        self.acc, self.n, self.t_log, self.img_log = {}, 0, now, tr.images_seen
+        return rec

@@ -1,0 +1,201 @@
+"""A run folder's config and summary: ``RunConfig`` (typed), composing it from its sources, ``info``.
+
+A run is described by one :class:`RunConfig`, written to ``RUN/config.yaml``::
+
+    model:   {name: dcgan, latent_dim: 100, ...}    # the model's own config dataclass (ganvae.models)
+    data:    {source: mnist, image_size: null, ...}  # ganvae.data.DataConfig
+    train:   {steps: 2000, batch_size: 64, ...}      # ganvae.training.TrainConfig
+    privacy: {epsilon: 10, ...}                      # ganvae.privacy.PrivacyConfig (only when DP is on)
+
+Every field has a default and a comment where it is defined; the resolved config (every
+field filled in) is enough, with the data, to repeat the run. Precedence: built-in defaults
+< a config file < options (typed values, :data:`OPTIONS`) < ``--set`` overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import from_dict, merge, parse_set, read_yaml, to_dict
+from .data import DataConfig
+from .errors import GanvaeError
+from .metrics import METRICS
+from .models import MODELS
+from .privacy import PrivacyConfig
+from .training import TrainConfig
+
+SECTIONS = ("model", "data", "train", "privacy")
+
+# A flat option (a keyword of ganvae.train, a CLI flag) -> the config field it sets.
+OPTIONS: dict[str, tuple[str, str]] = {
+    "model": ("model", "name"), "objective": ("model", "objective"),
+    "data": ("data", "source"), "image_size": ("data", "image_size"), "channels": ("data", "channels"),
+    "skip_bad_images": ("data", "skip_bad_images"),
+    "steps": ("train", "steps"), "batch_size": ("train", "batch_size"), "seed": ("train", "seed"),
+    "device": ("train", "device"), "max_minutes": ("train", "max_minutes"), "precision": ("train", "precision"),
+    "compile": ("train", "compile"), "channels_last": ("train", "channels_last"),
+    "eval_every": ("train", "eval_every_kimg"), "eval_metric": ("train", "eval_metric"),
+    "keep_best": ("train", "keep_best"),
+    "dp_epsilon": ("privacy", "epsilon"), "dp_delta": ("privacy", "delta"),
+    "dp_max_grad_norm": ("privacy", "max_grad_norm"), "dp_noise_multiplier": ("privacy", "noise_multiplier"),
+}
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run."""
+
+    model_name: str            # a name in ganvae.models.MODELS
+    model: Any                 # that model's config dataclass (MODELS.get(model_name).config_class)
+    data: DataConfig
+    train: TrainConfig
+    privacy: PrivacyConfig = dataclasses.field(default_factory=PrivacyConfig)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": {"name": self.model_name, **to_dict(self.model)},
+            "data": to_dict(self.data),
+            "train": to_dict(self.train),
+            **({"privacy": to_dict(self.privacy)} if self.privacy.enabled else {}),
+        }
+
+
+def compose(config: str | Path | dict | None = None, options: dict | None = None,
+            overrides: list[str] | dict | None = None) -> dict:
+    """Defaults <- ``config`` (a YAML path or a dict) <- ``options`` (:data:`OPTIONS`; None: not given)
+    <- ``overrides`` (``["model.latent_dim=32"]`` or a nested dict), as one nested dict."""
+    raw: dict[str, Any] = {"model": {}, "data": {}, "train": {}}
+    if config is not None:
+        raw = merge(raw, config if isinstance(config, dict) else read_yaml(config, SECTIONS))
+    raw = merge(raw, option_dict(options or {}))
+    if overrides:
+        raw = merge(raw, overrides if isinstance(overrides, dict) else parse_set(overrides, SECTIONS))
+    return raw
+
+
+def option_dict(options: dict) -> dict:
+    """``{"steps": 100, "dp_epsilon": 1.0}`` -> ``{"train": {"steps": 100}, "privacy": {"epsilon": 1.0}}``."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise GanvaeError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; valid: "
+                          f"{', '.join(sorted(OPTIONS))}, or config=/set= for any config field")
+    out: dict[str, dict] = {}
+    for key, value in options.items():
+        if value is not None:
+            section, name = OPTIONS[key]
+            out.setdefault(section, {})[name] = value
+    return out
+
+
+def resolve(raw: dict) -> RunConfig:
+    """Raw nested dict (from YAML, options and --set) -> validated :class:`RunConfig`.
+
+    ``model.image_size``/``channels``/``num_classes`` may be left out: training fills them in from the data.
+    """
+    model_raw = dict(raw.get("model") or {})
+    name = str(model_raw.pop("name", None) or "dcgan")
+    spec = MODELS.get(name)
+    fields = {f.name for f in dataclasses.fields(spec.config_class)}
+    if "objective" in model_raw and "objective" not in fields:
+        raise GanvaeError(f"--objective applies to GAN models; model {name!r} is not one")
+    cfg = RunConfig(model_name=name, model=from_dict(spec.config_class, model_raw, "model"),
+                    data=from_dict(DataConfig, raw.get("data"), "data"),
+                    train=from_dict(TrainConfig, raw.get("train"), "train"),
+                    privacy=from_dict(PrivacyConfig, raw.get("privacy"), "privacy"))
+    if cfg.train.eval_every_kimg is not None:
+        METRICS.get(cfg.train.eval_metric)  # unknown name -> error listing the valid ones
+    return cfg
+
+
+def read_config(run: str | Path) -> RunConfig:
+    """The resolved config of run folder ``run``."""
+    p = Path(run)
+    if not (p / "config.yaml").is_file():
+        raise GanvaeError(f"{p}: not a run folder (no config.yaml)")
+    return resolve(read_yaml(p / "config.yaml", SECTIONS))
+
+
+def fill_from_data(cfg: RunConfig, meta: dict) -> RunConfig:
+    """The model's image_size/channels/num_classes come from the data; a conflicting explicit value is an error."""
+    fill = {"image_size": meta["image_size"], "channels": meta["channels"], "num_classes": meta.get("num_classes")}
+    if getattr(cfg.model, "dataset_size", 0) is None:  # beta-TCVAE's N: the train set size, unless given
+        fill["dataset_size"] = meta["n_train"]
+    for k, v in fill.items():
+        given = getattr(cfg.model, k)
+        if given is not None and given != v and k != "num_classes":
+            raise GanvaeError(f"model.{k} is {given} but the data gives {v}; set data.{k} (--{k.replace('_', '-')})"
+                              " to resize the data instead")
+    cfg.model = dataclasses.replace(cfg.model, **fill)
+    validate = getattr(cfg.model, "validate", None)
+    if validate:
+        validate()
+    return cfg
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Create the run folder ``out``; refuse a non-empty one unless ``overwrite`` (and it is a run)."""
+    if out.exists() and not out.is_dir():
+        raise GanvaeError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise GanvaeError(f"--out {out}: folder exists and is not empty; pass --resume {out} to continue it, "
+                              "--overwrite to replace it, or choose another --out")
+        if not (out / "config.yaml").is_file():
+            raise GanvaeError(f"--out {out}: refusing to overwrite a folder that is not a ganvae run")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def default_out(cfg: RunConfig) -> Path:
+    """``runs/<model>-<data>``, with ``-2``, ``-3`` ... when taken."""
+    src = cfg.data.source.split(":", 1)
+    name = src[0] if len(src) == 1 else f"{src[0]}-{Path(src[1]).name or 'data'}"
+    base = Path("runs") / f"{cfg.model_name}-{name}"
+    path, i = base, 1
+    while path.exists() and any(path.iterdir()):
+        i += 1
+        path = Path(f"{base}-{i}")
+    return path
+
+
+def info(path: str | Path) -> dict:
+    """What a run folder holds: model, data, steps, images seen, final losses, plugin summaries, where things are."""
+    p = Path(path)
+    if not (p / "config.yaml").is_file():
+        raise GanvaeError(f"{p}: not a run folder (no config.yaml)")
+    cfg = read_yaml(p / "config.yaml")
+    out: dict[str, Any] = {"run": str(p), "model": cfg.get("model", {}).get("name"),
+                           "data": cfg.get("data", {}).get("source"),
+                           "steps_target": cfg.get("train", {}).get("steps")}
+    metrics = p / "metrics.jsonl"
+    if metrics.is_file():
+        lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
+        if lines:
+            try:
+                last = json.loads(lines[-1])
+            except json.JSONDecodeError:
+                raise GanvaeError(f"{metrics}:{len(lines)}: not a JSON line; the file is damaged") from None
+            out["step"] = last.get("step")
+            out["images_seen"] = last.get("images_seen")
+            out["train_time_s"] = last.get("time_s")
+            out["final"] = {k: v for k, v in last.items() if k.startswith(("loss/", "elbo", "D/"))}
+    if (p / "run.json").is_file():
+        rj = json.loads((p / "run.json").read_text())
+        d = rj.get("data", {})
+        out["data_detail"] = {k: d.get(k) for k in ("n_train", "n_test", "split", "channels", "image_size")}
+        if rj.get("privacy"):
+            out["privacy"] = rj["privacy"]
+    samples = sorted((p / "samples").glob("step_*.png"))
+    out["paths"] = {
+        "config": str(p / "config.yaml"),
+        "metrics": str(metrics) if metrics.is_file() else None,
+        "latest_samples": str(samples[-1]) if samples else None,
+        "checkpoint": str(p / "checkpoints" / "latest.pt") if (p / "checkpoints" / "latest.pt").is_file() else None,
+        "model": str(p / "model") if (p / "model" / "config.json").is_file() else None,
+    }
+    return out

@@ -1,0 +1,68 @@
+"""``TrainConfig``: the ``train:`` section of a run's config, one commented field per option."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import GanvaeError
+from ..util.device import resolve_device
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000                 # training steps (each: every phase once, D d_steps times)
+    batch_size: int = 64              # images per batch
+    seed: int = 0                     # seeds the weights, the training noise and the data order
+    device: str = "auto"              # auto (cuda when available, else cpu), cpu, cuda, cuda:N
+    ema: bool | None = None           # EMA of the generator; null: the model's default (on for GANs)
+    ema_kimg: float = 10.0            # EMA half-life in thousands of images
+    ema_rampup: float | None = 0.05   # half-life at most this share of the images seen so far (null: off)
+    log_every: int = 50               # steps between lines of metrics.jsonl
+    sample_every: int = 500           # steps between sample grids (and one at the end)
+    checkpoint_every: int = 500       # steps between training-state checkpoints (and one at the end)
+    grid_size: int = 64               # images per sample grid
+    sample_seed: int = 0              # latent seed of the grids: the same codes all run long
+    max_minutes: float | None = None  # wall-clock budget; stops cleanly (checkpoint, export) when spent
+    threads: int | None = None        # torch intra-op threads; null: torch's default
+    eval_every_kimg: float | None = None  # score the generator every this many thousand images (null: never)
+    eval_metric: str = "fid"          # what the periodic evaluation computes (see `ganvae eval --help`;
+                                      # checked against the metric registry by ganvae.runfolder)
+    eval_n: int = 2000                # samples (and reference images) per periodic evaluation
+    keep_best: bool = False           # export the best-scoring generator so far to RUN/best/ (needs eval_every_kimg)
+    tensorboard: bool = True          # TensorBoard event files in RUN/tensorboard/ (x axis: images seen)
+    report: bool = True               # write RUN/report.html at the end (`ganvae report RUN` any time)
+    deterministic: bool = False       # GPU: deterministic kernels (slower) so runs and resumes repeat exactly;
+                                      # CPU runs are deterministic already
+    precision: str = "fp32"           # fp32, or bf16 (autocast: bfloat16 matmuls/convs, fp32 weights and optimizer)
+    channels_last: bool | None = None  # conv nets and batches in channels-last memory format; null: on for conv
+                                       # nets on the CPU (1.05-1.4x there, benchmarks/results/speed.md), else off
+    compile: bool = False             # torch.compile the networks (nn.Module.compile; first steps are slow)
+    tf32: bool = True                 # CUDA: TF32 tensor cores for fp32 matmuls and convolutions (Ampere and newer)
+
+    def validate(self) -> None:
+        for name in ("steps", "log_every", "sample_every", "checkpoint_every", "grid_size"):
+            if getattr(self, name) < 1:
+                raise GanvaeError(f"train.{name}: expected >= 1, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise GanvaeError(f"train.batch_size: expected >= 1, got {self.batch_size}")
+        if self.ema_kimg <= 0:
+            raise GanvaeError(f"train.ema_kimg: expected > 0, got {self.ema_kimg}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise GanvaeError(f"train.max_minutes: expected > 0, got {self.max_minutes}")
+        if self.eval_every_kimg is not None and self.eval_every_kimg <= 0:
+            raise GanvaeError(f"train.eval_every_kimg: expected > 0, got {self.eval_every_kimg}")
+        if self.keep_best and self.eval_every_kimg is None:
+            raise GanvaeError("train.keep_best needs train.eval_every_kimg (--eval-every KIMG)")
+        if self.eval_n < 2:
+            raise GanvaeError(f"train.eval_n: expected >= 2, got {self.eval_n}")
+        if self.threads is not None and self.threads < 1:
+            raise GanvaeError(f"train.threads: expected >= 1, got {self.threads}")
+        if self.precision not in PRECISIONS:
+            raise GanvaeError(f"train.precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        resolve_device(self.device, "train.device")
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+

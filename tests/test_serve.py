@@ -6,39 +6,31 @@ import io
 import socket
 import warnings
 
-import ganvae
 import numpy as np
 import pytest
 from ganvae.cli import main
 from ganvae.serve import LIMITS, make_app
+from helpers import train_tiny
 from PIL import Image
 
 with warnings.catch_warnings():  # starlette >= 1 nudges towards httpx2 for its test client; httpx works
     warnings.filterwarnings("ignore", message=".*httpx.*")
     from starlette.testclient import TestClient
 
-TINY_GAN = ["model.latent_dim=8", "model.g_width=8", "model.d_width=8", "train.report=false"]
-
-
-def _train(out, model, steps, **kw):
-    ganvae.train(model, "digits", out=out, steps=steps, batch_size=16, progress=False, log=lambda *a: None, **kw)
-    return out
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     return {
-        "gan": _train(root / "gan", "dcgan", 2, set=TINY_GAN),
-        "vae": _train(root / "vae", "mlp-vae", 3, set=["model.latent_dim=4", "model.enc_hidden=[16]",
-                                                       "model.dec_hidden=[16]", "train.report=false"]),
-        "cgan": _train(root / "cgan", "cdcgan", 2, set=TINY_GAN),
+        "gan": train_tiny(root / "gan", steps=2).path,
+        "vae": train_tiny(root / "vae", "mlp-vae", steps=3, latent_dim=4, enc_hidden=[16], dec_hidden=[16]).path,
+        "cgan": train_tiny(root / "cgan", "cdcgan", steps=2).path,
     }
 
 
 @pytest.fixture(scope="module")
 def client(runs):
-    with TestClient(make_app([runs["gan"], runs["vae"], runs["cgan"]])) as c:
+    # base_url: the app, made for 127.0.0.1, answers only loopback Host names (not TestClient's "testserver")
+    with TestClient(make_app([runs["gan"], runs["vae"], runs["cgan"]]), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -168,8 +160,8 @@ def test_reconstruct_for_vaes_only(client):
 
 
 def test_conditional_vae_reconstructs_with_a_class(tmp_path):
-    out = _train(tmp_path / "cvae", "cvae", 2, set=["model.latent_dim=4", "model.width=8", "train.report=false"])
-    with TestClient(make_app([out])) as c:
+    out = train_tiny(tmp_path / "cvae", "cvae", steps=2, latent_dim=4).path
+    with TestClient(make_app([out]), base_url="http://127.0.0.1") as c:
         files = {"image": ("a.png", png_bytes(), "image/png")}
         assert_refused(c.post("/api/run/0/reconstruct", files=files), 400, "class")
         assert_refused(c.post("/api/run/0/reconstruct", files=files, data={"cls": "99"}), 400, "class 99")

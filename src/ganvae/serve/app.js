@@ -32,7 +32,7 @@ class Panel {
     const q = (s) => node.querySelector(s);
     this.q = q;
     q(".name").textContent = run.name;
-    q(".name").title = run.path;
+    q(".name").title = run.name;  // the server sends names only, never paths
     const bits = [run.model, run.family.toUpperCase(), run.data, run.step != null ? `step ${run.step}` : null,
                   `latent ${run.latent_dim}`, `${run.channels}×${run.image_size}×${run.image_size}`];
     q(".meta").textContent = bits.filter((b) => b != null).join(" · ");

@@ -7,7 +7,7 @@ ruled out for exactly that: it fetches fonts and assets from CDNs and sends anal
 Endpoints (``i`` is the run's index, in the order the runs were given):
 
     GET  /                                  the page
-    GET  /api/runs                          JSON: every run's model, family, classes, latent size; the limits
+    GET  /api/runs                          JSON: every run's name, model, family, classes, latent size; the limits
     GET  /api/run/{i}/grid.png?seed=&n=&cls=            a grid of n samples from a seed (cls: one class)
     GET  /api/run/{i}/traverse.png?seed=&dims=&cls=     the seed's code with offsets, dims="k:v,k:v,..."
     GET  /api/run/{i}/interpolate.png?a=&b=&steps=&cls= a row: the slerp between the codes of seeds a and b
@@ -17,38 +17,39 @@ A bad request (seed outside 0..2**63-1, class out of range, too many images, a n
 slider value, an upload that is not an image or is too large, an unknown run) gets a 4xx answer with JSON
 ``{"error": message}``; the server keeps serving. Model calls run under ``torch.inference_mode`` and one
 lock per run (uvicorn serves requests from several threads).
+
+Memory stays bounded under any mix of requests: model calls are one at a time per run (the run's lock), and an
+upload is a "heavy" request: at most ``LIMITS["heavy_requests"]`` are read and decoded at once (the others wait
+up to ``LIMITS["heavy_wait_s"]`` seconds before their body is read, then get 503 with ``Retry-After``). An upload
+is decoded once at its stored size (JPEG: at the reduced scale its draft mode gives), capped at
+``LIMITS["max_upload_pixels"]``, and its centre square is box-reduced at once, a band of rows at a time, to 2-4x
+the model's size; only that small image goes through the usual preparation (``api.load_image``), so an upload
+holds one full-size buffer (at most 4 bytes a pixel) and band-sized ones.
+
+Bound to a loopback address (the default), the app answers only requests whose ``Host`` is a loopback name
+(127.0.0.1, localhost, [::1]): a page on another site cannot reach it through DNS rebinding. Every answer
+carries a content security policy that allows only the page's own script and style (no inline script, no
+framing) and ``X-Content-Type-Options: nosniff``; ``/api/runs`` names runs by their folder, never by an
+absolute path.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
 import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from .. import api
 from ..errors import GanvaeError
-
-LIMITS = {
-    "max_seed": 2**63 - 1,        # seeds are 0 .. 2**63 - 1 (torch.Generator.manual_seed's range)
-    "max_n": 256,                 # images per grid
-    "max_steps": 32,              # images per interpolation row
-    "max_offset": 10.0,           # |slider value|, in prior standard deviations
-    "max_upload_bytes": 10 * 2**20,
-    "max_upload_pixels": 40_000_000,
-}
-
-
-class BadRequest(Exception):
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.message, self.status = message, status
-
+from .limits import LIMITS, BadRequest
+from .security import check_port, is_loopback, middleware
+from .uploads import HeavySlots, _check_length, _upload, read_upload, shrink_upload  # noqa: F401 (tests patch them here)
 
 @dataclass
 class RunHandle:
@@ -65,7 +66,7 @@ class RunHandle:
         data = meta.get("data") or {}
         conditional = bool(m.conditional)
         return {
-            "index": self.index, "name": self.name, "path": str(self.path),
+            "index": self.index, "name": self.name,  # never the path: the page needs no absolute paths
             "model": m.registered_name, "family": m.family, "conditional": conditional,
             "num_classes": c.num_classes if conditional else None,
             "class_names": (data.get("class_names") or None) if conditional else None,
@@ -81,15 +82,33 @@ def load_runs(runs) -> list[RunHandle]:
     if not paths:
         raise GanvaeError("give at least one run folder")
     handles = []
-    for i, p in enumerate(paths):
+    for p in paths:
         if not p.exists():
             raise GanvaeError(f"{p}: no such run folder")
-        model = api.load(p, device="cpu")
-        name = p.name if p.name != "model" else p.parent.name
-        if sum(q.name == p.name for q in paths) > 1:
-            name = str(p)
-        handles.append(RunHandle(i, name or str(p), p, model, threading.Lock()))
+    for i, (p, name) in enumerate(zip(paths, run_names(paths))):
+        handles.append(RunHandle(i, name, p, api.load(p, device="cpu"), threading.Lock()))
     return handles
+
+
+def run_names(paths: list[Path]) -> list[str]:
+    """Display names: each run's folder name (a run's ``model`` folder counts as the run), with as many parent
+    folders as it takes to tell equal names apart, then ``#i`` for the same folder given twice. Relative:
+    never an absolute path, which the page (and any site that could read it) has no need for."""
+    tails = []
+    for p in paths:
+        f = Path(os.path.abspath(p))
+        if f.name == "model" and f.parent.name:
+            f = f.parent
+        tails.append(f.parts[1:] or ("run",))  # without the anchor ("/", "C:\\")
+    depth = [1] * len(tails)
+    while True:
+        names = ["/".join(t[-d:]) for t, d in zip(tails, depth)]
+        equal = [i for i, n in enumerate(names) if names.count(n) > 1 and depth[i] < len(tails[i])]
+        if not equal:
+            break
+        for i in equal:
+            depth[i] += 1
+    return [f"{n} #{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -172,21 +191,6 @@ def interpolate_png(run: RunHandle, a: int, b: int, steps: int, cls: int | None)
     return _png(api.decode(m, path), nrow=steps, min_tile=64)
 
 
-def read_upload(data: bytes, channels: int, size: int) -> torch.Tensor:
-    """Uploaded bytes -> (1, channels, size, size) in [0, 1], prepared as folder data is (pixel cap first)."""
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            w, h = probe.size
-    except Exception as e:  # PIL raises many kinds for things that are not images
-        raise BadRequest(f"the upload is not a readable image ({type(e).__name__})") from None
-    if w * h > LIMITS["max_upload_pixels"]:
-        raise BadRequest(f"the image is {w}x{h} pixels; at most {LIMITS['max_upload_pixels']:,} pixels", 413)
-    try:
-        return api.load_image(data, channels, size)
-    except GanvaeError as e:
-        raise BadRequest(str(e)) from None
-
-
 def reconstruct_png(run: RunHandle, x: torch.Tensor, cls: int | None) -> bytes:
     m = run.model
     x = x.to(m.device)
@@ -199,46 +203,10 @@ def reconstruct_png(run: RunHandle, x: torch.Tensor, cls: int | None) -> bytes:
     return _png(torch.cat([x, rec.clamp(0, 1)]), nrow=2, min_tile=128)
 
 
-def _run_of(handles: list[RunHandle], raw: str) -> RunHandle:
-    """The run at index ``raw`` (a path parameter), or a 404."""
-    try:
-        i = int(raw)
-    except ValueError:
-        i = -1
-    if not 0 <= i < len(handles):
-        raise BadRequest(f"run {raw}: no such run (there are {len(handles)}: 0 to {len(handles) - 1})", 404)
-    return handles[i]
-
-
-async def _upload(request, run: RunHandle) -> tuple[bytes, int | None]:
-    """The bytes of the multipart field "image" (size-capped) and the optional class field "cls"."""
-    cap = LIMITS["max_upload_bytes"]
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > cap + 64 * 1024:
-        raise BadRequest(f"the upload is {int(length):,} bytes; at most {cap:,} bytes", 413)
-    try:
-        form = await request.form(max_files=1, max_fields=8, max_part_size=64 * 1024)
-    except Exception as e:  # HTTPException(400) for malformed multipart bodies, or a parser error
-        detail = getattr(e, "detail", None) or str(e) or type(e).__name__
-        raise BadRequest(f"could not read the upload: {detail}") from None
-    try:
-        upload = form.get("image")
-        if upload is None or isinstance(upload, str):
-            raise BadRequest("send the image as multipart form field 'image'")
-        data = await upload.read(cap + 1)
-        if len(data) > cap:
-            raise BadRequest(f"the upload is larger than allowed: at most {cap:,} bytes", 413)
-        if not data:
-            raise BadRequest("the upload is empty")
-        cls = _cls(run, {"cls": form.get("cls")} if isinstance(form.get("cls"), str) else {})
-    finally:
-        await form.close()
-    return data, cls
-
-
 # ---------------------------------------------------------------------------------------------- the app
-def make_app(runs, *, handles: list[RunHandle] | None = None):
-    """A Starlette app serving the page and the endpoints for ``runs`` (run or model folders)."""
+def make_app(runs, *, handles: list[RunHandle] | None = None, host: str = "127.0.0.1"):
+    """A Starlette app serving the page and the endpoints for ``runs`` (run or model folders); ``host``: the
+    address it will be served on (loopback: other ``Host`` names get 400, see :func:`security.middleware`)."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
@@ -250,6 +218,7 @@ def make_app(runs, *, handles: list[RunHandle] | None = None):
     page = resources.files(__package__).joinpath("index.html").read_bytes()
     script = resources.files(__package__).joinpath("app.js").read_bytes()
     no_store = {"Cache-Control": "no-store"}
+    heavy = HeavySlots()
 
     def run_of(request: Request) -> RunHandle:
         return _run_of(handles, request.path_params["i"])
@@ -292,16 +261,17 @@ def make_app(runs, *, handles: list[RunHandle] | None = None):
         if not run.describe()["reconstruct"]:
             raise BadRequest(f"run {run.name} is a {run.model.registered_name} ({run.model.family.upper()}): "
                              "reconstruction needs a VAE's encoder")
-        data, cls = await _upload(request, run)
-        c = run.model.config
-        x = await run_in_threadpool(read_upload, data, c.channels, c.image_size)
-        return await compute(run, reconstruct_png, x, cls)
-
-    async def bad_request(request, exc: BadRequest):
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
-
-    async def http_error(request, exc: HTTPException):
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+        _check_length(request)  # refused before waiting for a slot
+        await heavy.take()  # the body is read only with a slot: at most LIMITS["heavy_requests"] in memory
+        try:
+            data, raw = await _upload(request)
+            cls = _cls(run, {} if raw is None else {"cls": raw})
+            c = run.model.config
+            x = await run_in_threadpool(read_upload, data, c.channels, c.image_size)
+            del data
+            return await compute(run, reconstruct_png, x, cls)
+        finally:
+            heavy.give()
 
     routes = [
         Route("/", index), Route("/app.js", app_js), Route("/api/runs", api_runs),
@@ -309,29 +279,11 @@ def make_app(runs, *, handles: list[RunHandle] | None = None):
         Route("/api/run/{i}/interpolate.png", interpolate),
         Route("/api/run/{i}/reconstruct", reconstruct, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={BadRequest: bad_request, HTTPException: http_error})
+    app = Starlette(routes=routes, middleware=middleware(host, page),
+                    exception_handlers={BadRequest: _bad_request, HTTPException: _http_error})
     app.state.runs = handles
+    app.state.heavy = heavy
     return app
-
-
-def check_port(host: str, port: int) -> None:
-    """A clear error when the address cannot be bound (port in use, unknown host)."""
-    import socket
-
-    if not 0 <= port <= 65535:
-        raise GanvaeError(f"--port {port}: expected 0 to 65535")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as e:
-        raise GanvaeError(f"--host {host}: cannot resolve it ({e.strerror or e})") from None
-    family, _, _, _, addr = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(addr)
-        except OSError as e:
-            raise GanvaeError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); "
-                              "choose another --port") from None
 
 
 def serve(runs, host: str = "127.0.0.1", port: int = 7860, log=print) -> None:
@@ -340,10 +292,31 @@ def serve(runs, host: str = "127.0.0.1", port: int = 7860, log=print) -> None:
 
     handles = load_runs(runs)
     check_port(host, port)
-    app = make_app(None, handles=handles)
+    app = make_app(None, handles=handles, host=host)
     shown = f"[{host}]" if ":" in host else host
     log(f"serving {len(handles)} run{'s' if len(handles) != 1 else ''} "
         f"({', '.join(h.name for h in handles)}) at http://{shown}:{port}/  (Ctrl-C to stop)")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(host):
         log(f"warning: --host {host} makes the page reachable from other machines; it has no login")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _run_of(handles: list[RunHandle], raw: str) -> RunHandle:
+    """The run at index ``raw`` (a path parameter), or a 404."""
+    try:
+        i = int(raw)
+    except ValueError:
+        i = -1
+    if not 0 <= i < len(handles):
+        raise BadRequest(f"run {raw}: no such run (there are {len(handles)}: 0 to {len(handles) - 1})", 404)
+    return handles[i]
+
+
+async def _bad_request(request, exc: BadRequest):
+    from starlette.responses import JSONResponse
+    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(request, exc):
+    from starlette.responses import JSONResponse
+    return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)

@@ -16,16 +16,15 @@ import threading
 import time
 from pathlib import Path
 
-import ganvae
 import pytest
 from ganvae.serve import make_app
+from helpers import train_tiny
 from PIL import Image
 
 CHROMIUM = os.environ.get("GANVAE_CHROMIUM") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else shutil.which("chromium") or "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-TINY_GAN = ["model.latent_dim=8", "model.g_width=8", "model.d_width=8", "train.report=false"]
 
 
 def _browser_or_skip():
@@ -38,22 +37,15 @@ def _browser_or_skip():
     return sync_playwright
 
 
-def _train(out, model, steps, tiny):
-    ganvae.train(model, "digits", out=out, steps=steps, batch_size=16, progress=False, log=lambda *a: None,
-                 set=tiny)
-    return out
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     _browser_or_skip()
     import uvicorn
 
     root = tmp_path_factory.mktemp("browser")
-    runs = [_train(root / "gan", "dcgan", 2, TINY_GAN),
-            _train(root / "vae", "mlp-vae", 3, ["model.latent_dim=4", "model.enc_hidden=[16]",
-                                                 "model.dec_hidden=[16]", "train.report=false"]),
-            _train(root / "cgan", "cdcgan", 2, TINY_GAN)]
+    runs = [train_tiny(root / "gan", steps=2).path,
+            train_tiny(root / "vae", "mlp-vae", steps=3, latent_dim=4, enc_hidden=[16], dec_hidden=[16]).path,
+            train_tiny(root / "cgan", "cdcgan", steps=2).path]
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # a free port, held until uvicorn takes the socket over
     port = sock.getsockname()[1]

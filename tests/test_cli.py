@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 
 from ganvae.cli import main
-
-TINY_GAN = ["--set", "model.latent_dim=8", "--set", "model.g_width=8", "--set", "model.d_width=8"]
+from helpers import set_args, tiny_set
 
 
 def run_cli(capsys, *args):
@@ -25,7 +24,7 @@ def run_cli(capsys, *args):
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "gan"
     code = main(["train", "--model", "dcgan", "--data", "digits", "--steps", "4", "--batch-size", "16",
-                 "--out", str(out), "--quiet", *TINY_GAN])
+                 "--out", str(out), "--quiet", *set_args(tiny_set("dcgan"))])
     assert code == 0
     return out
 
@@ -33,8 +32,7 @@ def trained(tmp_path_factory):
 def test_train_writes_a_run_and_prints_where(tmp_path, capsys):
     out = tmp_path / "v"
     code, stdout, err = run_cli(capsys, "train", "--model", "mlp-vae", "--data", "digits", "--steps", "3",
-                                "--batch-size", "8", "--out", out, "--set", "model.enc_hidden=[16]",
-                                "--set", "model.dec_hidden=[16]")
+                                "--batch-size", "8", "--out", out, *set_args(tiny_set("mlp-vae")))
     assert code == 0
     assert f"model {out / 'model'}" in stdout and "samples" in stdout
     assert (out / "model" / "model.safetensors").is_file()

@@ -14,8 +14,7 @@ from ganvae.cli import main
 from ganvae.errors import GanvaeError
 from ganvae.nets import DCGANDiscriminator
 from ganvae.nets.conditional import ConditionalDecoder, ConditionalEncoder, ProjectionDiscriminator, one_hot_planes
-
-TINY = ["model.latent_dim=8", "model.g_width=8", "model.d_width=8", "model.embed_dim=4"]
+from helpers import train_tiny
 
 
 def test_projection_discriminator_is_unconditional_logit_plus_label_projection():
@@ -51,10 +50,8 @@ def test_conditional_vae_nets_see_the_label():
 
 @pytest.fixture(scope="module")
 def cgan_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cond") / "cgan"
-    ganvae.train("cdcgan", "digits", out=out, steps=20, batch_size=32, progress=False, log=lambda *a: None,
-                 set=TINY + ["model.d_spectral_norm=true"])
-    return out
+    return train_tiny(tmp_path_factory.mktemp("cond") / "cgan", "cdcgan", steps=20, batch_size=32,
+                      d_spectral_norm=True).path
 
 
 def test_cdcgan_samples_by_class(cgan_run, tmp_path):
@@ -95,8 +92,7 @@ def test_cacc_beside_floor_and_ceiling(cgan_run, capsys):
 
 def test_cvae_trains_and_refuses_what_it_cannot_do(tmp_path, capsys):
     out = tmp_path / "cvae"
-    ganvae.train("cvae", "digits", out=out, steps=20, batch_size=32, progress=False, log=lambda *a: None,
-                 set=["model.latent_dim=4", "model.width=8"])
+    train_tiny(out, "cvae", steps=20, batch_size=32, latent_dim=4)
     m = ganvae.load(out)
     x = torch.rand(3, 1, 8, 8)
     assert m.reconstruct(x, 5).shape == (3, 1, 8, 8)
@@ -108,8 +104,7 @@ def test_cvae_trains_and_refuses_what_it_cannot_do(tmp_path, capsys):
 
 def test_unconditional_run_refuses_class_options(tmp_path, capsys):
     out = tmp_path / "gan"
-    ganvae.train("dcgan", "digits", out=out, steps=2, batch_size=16, progress=False, log=lambda *a: None,
-                 set=["model.latent_dim=8", "model.g_width=8", "model.d_width=8"])
+    train_tiny(out, steps=2)
     assert main(["sample", str(out), "--class", "1", "--out", str(tmp_path / "a.png")]) == 2
     assert "conditional model" in capsys.readouterr().err
     assert main(["eval", str(out), "--metrics", "cacc", "--n", "20", "--no-baselines"]) == 2

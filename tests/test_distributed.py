@@ -12,14 +12,13 @@ from safetensors.torch import load_file
 
 from ganvae import rng
 from ganvae.training.batches import BatchStream
+from helpers import set_args, tiny_set
 
-TRAIN = ["--data", "digits", "--batch-size", "16", "--quiet",
-         "--set", "train.sample_every=1000", "--set", "train.tensorboard=false", "--set", "train.report=false",
-         "--set", "train.grid_size=4", "--set", "train.log_every=2", "--set", "train.checkpoint_every=3"]
-GAN = ["--model", "dcgan", "--set", "model.g_norm=none", "--set", "model.d_norm=layer",
-       "--set", "model.g_width=8", "--set", "model.d_width=8", "--set", "model.latent_dim=8",
-       "--set", "model.augment=translation,cutout"]
-VAE = ["--model", "vae", "--set", "model.width=8", "--set", "model.latent_dim=4", "--set", "data.binarize=true"]
+TRAIN = ["--data", "digits", "--batch-size", "16", "--quiet"]
+LOOP = dict(sample_every=1000, grid_size=4, log_every=2, checkpoint_every=3)
+GAN = ["--model", "dcgan", *set_args(tiny_set("dcgan", g_norm="none", d_norm="layer", augment="translation,cutout",
+                                              **LOOP))]
+VAE = ["--model", "vae", *set_args(tiny_set("vae", latent_dim=4, more=["data.binarize=true"], **LOOP))]
 
 
 def _env() -> dict:

@@ -14,7 +14,6 @@ import torch
 from safetensors.torch import load_file
 
 import ganvae
-from model_helpers import tiny_config, tiny_model, assert_same_state
 from ganvae.augment import AUGMENTATIONS, DiffAugment, cutout_mask, rand_translation, translate
 from ganvae.config import from_dict
 from ganvae.errors import GanvaeError
@@ -23,6 +22,7 @@ from ganvae.models import Batch, DCGANConfig, MLPGANConfig, build
 from ganvae.nets import DCGANDiscriminator, MLPDiscriminator
 from ganvae.objectives import GAN_OBJECTIVES, gradient_penalty, r1_penalty
 from ganvae.training import checkpoint as ckpt
+from helpers import assert_same_state, tiny_config, tiny_model, tiny_set, train_tiny
 
 OBJECTIVES = ["minimax", "nonsaturating", "hinge", "least-squares", "wgan-gp"]
 
@@ -321,7 +321,7 @@ def test_option_ranges(field, value):
 
 def test_objective_flag_reaches_the_config():
     cfg = ganvae.train("dcgan", "digits", objective="hinge", dry_run=True, progress=False, log=lambda *a: None,
-                       set=["model.latent_dim=8", "model.g_width=8", "model.d_width=8"])
+                       set=tiny_set("dcgan"))
     assert cfg.model.objective == "hinge"
     with pytest.raises(GanvaeError, match="d_norm"):
         ganvae.train("dcgan", "digits", objective="wgan-gp", dry_run=True, progress=False, log=lambda *a: None)
@@ -400,18 +400,9 @@ def test_spectral_norm_contract(name, tmp_path):
 
 # ----------------------------------------------------------------------------- exact resume
 
-TINY = ["model.latent_dim=8", "model.g_width=8", "model.d_width=8", "model.d_steps=2",
-        "model.d_spectral_norm=true", "model.r1_gamma=1.0", "model.r1_every=3",
-        "model.augment=translation,cutout,color"]
-
-
-def _train(tmp, steps, resume=False, over=()):
-    extra = ["train.log_every=2", "train.sample_every=100", "train.grid_size=4", "train.checkpoint_every=2",
-             "train.device=cpu"]
-    if resume:
-        return ganvae.train(out=tmp, resume=True, steps=steps, progress=False)
-    return ganvae.train("dcgan", "digits", out=tmp, steps=steps, batch_size=16, seed=3, progress=False,
-                        set=TINY + list(over) + extra)
+EVERY_REGULARISER = dict(d_steps=2, d_spectral_norm=True, r1_gamma=1.0, r1_every=3,
+                         augment="translation,cutout,color", objective="wgan-gp", d_norm="layer",
+                         seed=3, log_every=2, sample_every=100, grid_size=4, checkpoint_every=2)
 
 
 def _state(run_dir: Path) -> dict:
@@ -421,10 +412,9 @@ def _state(run_dir: Path) -> dict:
 def test_resume_is_bit_identical_with_every_regulariser_on(tmp_path):
     """WGAN-GP (interpolation weights from the noise generator), lazy R1 (its counter crosses the resume:
     4 D steps done, R1 every 3), spectral norm (u/v buffers) and DiffAugment (draws from the noise generator)."""
-    over = ["model.objective=wgan-gp", "model.d_norm=layer"]
-    straight = _train(tmp_path / "a", 4, over=over)
-    _train(tmp_path / "b", 2, over=over)
-    resumed = _train(tmp_path / "b", 4, resume=True)
+    straight = train_tiny(tmp_path / "a", steps=4, **EVERY_REGULARISER)
+    train_tiny(tmp_path / "b", steps=2, **EVERY_REGULARISER)
+    resumed = train_tiny(tmp_path / "b", steps=4, resume=True)
     assert straight.step == resumed.step == 4
     sa, sb = _state(tmp_path / "a"), _state(tmp_path / "b")
     assert int(sa["model"]["d_steps_done"]) == 4 * 2

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import ganvae
-from model_helpers import tiny_model
+from helpers import tiny_model
 from ganvae.cli import main
 from ganvae.errors import GanvaeError
 from ganvae.latent import (decode, image_code, interpolate, parse_dims, prior_code, save_gif, slerp,

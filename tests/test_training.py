@@ -12,26 +12,19 @@ import torch
 from safetensors.torch import load_file
 
 import ganvae
-from model_helpers import assert_same_state
 from ganvae.errors import GanvaeError
 from ganvae.models.gan import GAN
 from ganvae.training import checkpoint as ckpt
 from ganvae.training.loop import DivergenceError
+from helpers import assert_same_state, tiny_model, train_tiny
 
+# bit-identity is promised on CPU: tiny_set pins train.device=cpu, so a machine with a GPU tests the same thing
+LOOP = dict(seed=3, log_every=2, sample_every=4, checkpoint_every=2)
 TINY = {
-    "dcgan": ["model.latent_dim=8", "model.g_width=8", "model.d_width=8", "model.d_steps=2"],
-    "vae": ["model.latent_dim=4", "model.width=8"],
-    "vae-binarized": ["model.latent_dim=4", "model.width=8", "data.binarize=true"],
+    "dcgan": dict(model="dcgan", d_steps=2, **LOOP),
+    "vae": dict(model="vae", latent_dim=4, **LOOP),
+    "vae-binarized": dict(model="vae", latent_dim=4, more=["data.binarize=true"], **LOOP),
 }
-
-
-def _train(tmp, name, steps, resume=False, **kw):
-    # bit-identity is promised on CPU; pin it so a machine with a GPU tests the same thing
-    extra = ["train.log_every=2", "train.sample_every=4", "train.checkpoint_every=2", "train.device=cpu"]
-    if resume:
-        return ganvae.train(out=tmp, resume=True, steps=steps, progress=False, **kw)
-    return ganvae.train(name.split("-")[0], "digits", out=tmp, steps=steps, batch_size=16, seed=3,
-                        progress=False, set=TINY[name] + extra, **kw)
 
 
 def _state(run_dir: Path) -> dict:
@@ -40,9 +33,9 @@ def _state(run_dir: Path) -> dict:
 
 @pytest.mark.parametrize("name", ["dcgan", "vae", "vae-binarized"])
 def test_resume_is_bit_identical(tmp_path, name):
-    straight = _train(tmp_path / "a", name, 7)
-    _train(tmp_path / "b", name, 3)
-    resumed = _train(tmp_path / "b", name, 7, resume=True)
+    straight = train_tiny(tmp_path / "a", steps=7, **TINY[name])
+    train_tiny(tmp_path / "b", steps=3, **TINY[name])
+    resumed = train_tiny(tmp_path / "b", steps=7, resume=True)
     assert straight.step == resumed.step == 7
     assert straight.images_seen == resumed.images_seen
     sa, sb = _state(tmp_path / "a"), _state(tmp_path / "b")
@@ -56,7 +49,7 @@ def test_resume_is_bit_identical(tmp_path, name):
 
 
 def test_resume_after_a_crash_is_bit_identical(tmp_path, monkeypatch):
-    straight = _train(tmp_path / "a", "dcgan", 6)
+    straight = train_tiny(tmp_path / "a", steps=6, **TINY["dcgan"])
     real_step = ganvae.training.Trainer.train_step
 
     def crashing(self):
@@ -66,25 +59,24 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ganvae.training.Trainer, "train_step", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _train(tmp_path / "b", "dcgan", 6)
+        train_tiny(tmp_path / "b", steps=6, **TINY["dcgan"])
     assert int(_state(tmp_path / "b")["step"]) == 4
     monkeypatch.setattr(ganvae.training.Trainer, "train_step", real_step)
-    resumed = _train(tmp_path / "b", "dcgan", 6, resume=True)
+    resumed = train_tiny(tmp_path / "b", steps=6, resume=True)
     assert resumed.step == straight.step == 6
     assert_same_state(_state(tmp_path / "a"), _state(tmp_path / "b"))
 
 
 def test_same_seed_same_weights_and_different_seed_differs(tmp_path):
-    a = _train(tmp_path / "a", "dcgan", 3)
-    b = _train(tmp_path / "b", "dcgan", 3)
+    a = train_tiny(tmp_path / "a", steps=3, **TINY["dcgan"])
+    b = train_tiny(tmp_path / "b", steps=3, **TINY["dcgan"])
     assert_same_state(_state(a.path)["model"], _state(b.path)["model"])
-    c = ganvae.train("dcgan", "digits", out=tmp_path / "c", steps=3, batch_size=16, seed=4, progress=False,
-                     device="cpu", set=TINY["dcgan"])
+    c = train_tiny(tmp_path / "c", steps=3, seed=4, d_steps=2)
     assert not torch.equal(_state(a.path)["model"]["G.fc.weight"], _state(c.path)["model"]["G.fc.weight"])
 
 
 def test_run_folder_contents(tmp_path):
-    run = _train(tmp_path / "r", "dcgan", 4)
+    run = train_tiny(tmp_path / "r", steps=4, **TINY["dcgan"])
     assert (run.path / "config.yaml").is_file() and (run.path / "run.json").is_file()
     assert (run.path / "checkpoints" / "final.pt").is_file()
     assert [p.name for p in run.samples] == ["step_000004.png"]
@@ -135,10 +127,10 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
         ckpt.load_state(bad)
     assert not marker.exists()
     # and resuming a run whose checkpoint was swapped for it refuses too
-    run = _train(tmp_path / "r", "dcgan", 2)
+    run = train_tiny(tmp_path / "r", steps=2, **TINY["dcgan"])
     bad.replace(run.path / "checkpoints" / "latest.pt")
     with pytest.raises(GanvaeError, match="refused"):
-        _train(run.path, "dcgan", 4, resume=True)
+        train_tiny(run.path, steps=4, resume=True)
     assert not marker.exists()
 
 
@@ -169,7 +161,7 @@ def _poison_d_phase(monkeypatch, first_bad_step: int, d_steps: int = 2) -> None:
 def test_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     _poison_d_phase(monkeypatch, 4)
     with pytest.raises(DivergenceError) as e:
-        _train(tmp_path / "r", "dcgan", 8)
+        train_tiny(tmp_path / "r", steps=8, **TINY["dcgan"])
     msg = str(e.value)
     assert "step 4" in msg and "loss/D/real" in msg and "nan" in msg
     assert int(_state(tmp_path / "r")["step"]) == 2
@@ -184,9 +176,7 @@ def test_deferred_finite_check_stops_at_the_next_boundary_and_names_the_first_ba
     monkeypatch.setattr(Trainer, "defer_finite_check", True)
     run = tmp_path / "r"
     with pytest.raises(DivergenceError) as e:
-        ganvae.train("dcgan", "digits", out=run, steps=12, batch_size=16, seed=3, progress=False,
-                     set=TINY["dcgan"] + ["train.log_every=4", "train.sample_every=4", "train.checkpoint_every=4",
-                                          "train.device=cpu"])
+        train_tiny(run, steps=12, seed=3, d_steps=2, log_every=4, sample_every=4, checkpoint_every=4)
     msg = str(e.value)
     assert "loss/D" in msg and "at step 5" in msg and "found at step 8" in msg
     st = _state(run)
@@ -209,7 +199,7 @@ def test_ema_half_life():
 
 
 def test_resume_rejects_changes_that_break_exactness(tmp_path):
-    run = _train(tmp_path / "r", "vae", 2)
+    run = train_tiny(tmp_path / "r", steps=2, **TINY["vae"])
     with pytest.raises(GanvaeError, match="cannot change"):
         ganvae.train(out=run.path, resume=True, steps=4, progress=False, set=["train.batch_size=8"])
     with pytest.raises(GanvaeError, match="already at step 2"):
@@ -226,8 +216,6 @@ def test_dynamic_binarization_gives_fresh_binary_batches():
 
 
 def test_channels_last_is_the_cpu_default_for_conv_nets_only(tmp_path):
-    from model_helpers import tiny_model
-
     from ganvae.training import TrainConfig, Trainer
 
     images = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8)

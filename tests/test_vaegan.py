@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from model_helpers import tiny_model
+from helpers import tiny_model
 from ganvae.models import Batch
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_helpers import tiny_config, tiny_model
+from helpers import tiny_config, tiny_model
 from ganvae.errors import GanvaeError
 from ganvae.export import load_model, save_model
 from ganvae.models import MODELS, Batch, build

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import ganvae
 from ganvae.cli import main
 from ganvae.errors import GanvaeError
 from ganvae.metrics.features import FEATURE_NETS, InceptionFeatureNet, clear_cache, get_feature_net
@@ -27,6 +26,7 @@ from ganvae.metrics.inception import (
     FIDInceptionV3,
     prepare_inception_input,
 )
+from helpers import train_tiny
 
 # 94 BasicConv2d = stem 5 + Mixed_5b-d 3 x 7 + Mixed_6a 4 + Mixed_6b-e 4 x 10 + Mixed_7a 6 + Mixed_7b-c 2 x 9
 N_CONV = 5 + 3 * 7 + 4 + 4 * 10 + 6 + 2 * 9
@@ -302,10 +302,7 @@ def test_file_without_num_batches_tracked_loads(tmp_path):
 
 @pytest.fixture(scope="module")
 def gan_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ev") / "gan"
-    ganvae.train("dcgan", "digits", out=out, steps=4, batch_size=16, progress=False,
-                 set=["model.latent_dim=8", "model.g_width=8", "model.d_width=8", "train.device=cpu"])
-    return out
+    return train_tiny(tmp_path_factory.mktemp("ev") / "gan", steps=4, batch_size=16).path
 
 
 def test_eval_cli_without_weights_is_one_line_exit_2(gan_run, capsys):

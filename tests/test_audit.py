@@ -22,7 +22,7 @@ from ganvae.data import ImageData, members_and_heldout
 from ganvae.privacy import audit as audit_module
 from ganvae.privacy.copying import data_copying_test, mann_whitney_z, memorisation
 from ganvae.privacy.mia import mc_scores, median_eps, roc_auc, tpr_at_fpr
-from model_helpers import tiny_model
+from helpers import tiny_model
 
 VAE_SET = ["model.latent_dim=4", "model.lr=3e-3", "train.threads=1", "train.report=false",
            "train.sample_every=100000", "train.checkpoint_every=100000", "train.log_every=400"]

@@ -88,7 +88,7 @@ def test_explorer_serves_old_runs(old_run):
     from starlette.testclient import TestClient
 
     run, _ = old_run
-    client = TestClient(make_app([run]))
+    client = TestClient(make_app([run]), base_url="http://127.0.0.1")
     info = client.get("/api/runs").json()["runs"][0]
     assert info["reconstruct"] == ("dp-vae" in run.name)
     r = client.get("/api/run/0/grid.png?seed=0&n=4" + ("&cls=3" if info["conditional"] else ""))

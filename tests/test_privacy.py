@@ -20,7 +20,7 @@ from ganvae.privacy.accounting import calibrate, epsilon_for, steps_within
 from ganvae.privacy.dp import DPPlugin, PoissonStream
 from ganvae.training import TrainConfig, Trainer
 from ganvae.training import checkpoint as ckpt
-from model_helpers import assert_same_state, tiny_model
+from helpers import assert_same_state, tiny_model
 
 GAN_SET = ["model.latent_dim=8", "model.g_width=8", "model.d_width=8", "model.d_steps=2",
            "train.log_every=2", "train.sample_every=4", "train.checkpoint_every=2", "train.device=cpu",
@@ -308,7 +308,8 @@ def test_budget_stops_cleanly_when_the_target_epsilon_would_be_exceeded(vae_run)
 
 BAD = [
     (["--dp-epsilon", "0"], "privacy.epsilon (--dp-epsilon): expected a finite number > 0"),
-    (["--dp-epsilon", "inf"], "privacy.epsilon (--dp-epsilon): expected a finite number > 0"),
+    (["--dp-epsilon", "inf"], "privacy.epsilon: expected a finite number, got inf"),
+    (["--dp-epsilon", "1e300"], "privacy.epsilon (--dp-epsilon) 1e+300: at most 1000"),
     (["--dp-epsilon", "1", "--dp-delta", "0"], "privacy.delta (--dp-delta): expected 0 < delta"),
     (["--dp-epsilon", "1", "--dp-delta", "0.001"], "privacy.delta (--dp-delta) 0.001: expected < 1/N"),
     (["--dp-epsilon", "1", "--dp-noise-multiplier", "1"], "not both"),

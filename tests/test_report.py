@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 
-import ganvae
 from ganvae.cli import main
+from helpers import train_tiny
 
-TINY = ["model.latent_dim=8", "model.g_width=8", "model.d_width=8", "train.sample_every=4", "train.log_every=2"]
+LOOP = dict(sample_every=4, log_every=2)
 
 
 def test_training_writes_a_self_contained_report(tmp_path, capsys):
     out = tmp_path / "run"
-    ganvae.train("dcgan", "digits", out=out, steps=40, batch_size=16, progress=False, set=TINY)
+    train_tiny(out, steps=40, report=True, **LOOP)
     page = (out / "report.html").read_text()
     assert "<h1>ganvae run: run</h1>" in page and "dcgan" in page and "digits" in page
     # self-contained: every image is embedded, nothing is fetched
@@ -34,8 +34,7 @@ def test_training_writes_a_self_contained_report(tmp_path, capsys):
 
 def test_report_can_be_switched_off(tmp_path):
     out = tmp_path / "run"
-    ganvae.train("mlp-vae", "digits", out=out, steps=3, batch_size=16, progress=False,
-                 set=["model.latent_dim=4", "model.enc_hidden=[16]", "model.dec_hidden=[16]", "train.report=false"])
+    train_tiny(out, "mlp-vae", steps=3, latent_dim=4, enc_hidden=[16], dec_hidden=[16], report=False)
     assert not (out / "report.html").exists() and (out / "model").is_dir()
 
 
@@ -44,21 +43,20 @@ def test_report_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a run folder" in err and len(err.strip().splitlines()) == 1
     out = tmp_path / "run"
-    ganvae.train("mlp-vae", "digits", out=out, steps=3, batch_size=16, progress=False,
-                 set=["model.latent_dim=4", "model.enc_hidden=[16]", "model.dec_hidden=[16]", "train.report=false"])
+    train_tiny(out, "mlp-vae", steps=3, latent_dim=4, enc_hidden=[16], dec_hidden=[16])
     with (out / "metrics.jsonl").open("a") as f:
         f.write("{not json\n")
-    assert main(["report", str(out)]) == 2
+    assert main(["report", str(out)]) == 0  # a damaged log line is skipped and counted, not fatal
     err = capsys.readouterr().err
-    assert "metrics.jsonl:" in err and "damaged" in err and len(err.strip().splitlines()) == 1
+    assert "metrics.jsonl: skipped 1 damaged line" in err and len(err.strip().splitlines()) == 1
+    assert "1 damaged lines of metrics.jsonl were skipped" in (out / "report.html").read_text()
 
 
 def test_tensorboard_event_files_hold_losses_and_grids(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
-    ganvae.train("dcgan", "digits", out=out, steps=10, batch_size=16, progress=False,
-                 set=TINY + ["train.report=false"])
+    train_tiny(out, steps=10, tensorboard=True, **LOOP)
     acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
     tags = acc.Tags()

@@ -14,10 +14,12 @@ import functools
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from . import api
 from .errors import GanvaeError
+
+api = None  # ganvae.api, imported inside main() (after the Ctrl-C and error handling is in place)
 
 
 def _train_defaults() -> dict:
@@ -86,7 +88,10 @@ def cmd_train(a) -> int:
         options.update(keep_best=True, eval_metric=a.keep_best)
     result = api.train(a.model, a.data, out=a.resume or a.out, resume=bool(a.resume), overwrite=a.overwrite,
                        progress=not a.quiet, dry_run=a.dry_run, config=a.config, set=a.set, **options)
-    return 0 if result is not None else 1
+    if isinstance(result, api.Run) and result.signal:
+        print(f"ganvae: {result.stopped}: state saved at step {result.step}; continue with "
+              f"`ganvae train --resume {result.path}`", file=sys.stderr)
+    return result.exit_code if isinstance(result, api.Run) else 0
 
 
 def _add_sample(sub) -> None:
@@ -120,6 +125,8 @@ def _add_info(sub) -> None:
 
 def cmd_info(a) -> int:
     d = api.info(a.run)
+    for path, n in (d.get("damaged_lines") or {}).items():
+        print(f"ganvae: warning: {path}: skipped {n} damaged line{'s' if n > 1 else ''}", file=sys.stderr)
     if a.json:
         print(json.dumps(d, indent=2))
         return 0
@@ -128,6 +135,7 @@ def cmd_info(a) -> int:
     print(f"data:    {d['data']}" + (f"  {d['data_detail']}" if d.get("data_detail") else ""))
     print(f"steps:   {d.get('step')} of {d['steps_target']}   images seen: {d.get('images_seen')}"
           f"   train time: {d.get('train_time_s')} s")
+    print(f"status:  {'training now (' + d['running'] + ')' if d.get('running') else 'not running'}")
     for k, v in (d.get("final") or {}).items():
         print(f"  {k:<16} {v:.4g}")
     if d.get("privacy"):
@@ -223,6 +231,20 @@ def _add_report(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="rebuild RUN/model/ (and the report) from the run's latest checkpoint",
+                       description="Writes the inference export (model/config.json + model/model.safetensors) from "
+                                   "checkpoints/latest.pt, e.g. after a crash between the last checkpoint and the "
+                                   "export.")
+    p.add_argument("run", help="run folder")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(a) -> int:
+    api.export(a.run)
+    return 0
+
+
 def cmd_report(a) -> int:
     print(f"wrote {api.report(a.run, a.out)}")
     return 0
@@ -276,7 +298,8 @@ def cmd_serve(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
 
-    parser = argparse.ArgumentParser(prog="ganvae", description="Train, sample and inspect GANs and VAEs.")
+    parser = argparse.ArgumentParser(prog="ganvae", description="Train, sample and inspect GANs and VAEs.",
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ganvae {__version__}")
     # no option abbreviations: `sample --n 4` must not quietly mean --nrow 4
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
@@ -287,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_eval(sub)
     _add_report(sub)
+    _add_export(sub)
     _add_audit(sub)
     _add_traverse(sub)
     _add_interpolate(sub)
@@ -294,10 +318,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_CODES = """exit codes:
+  0    done, or stopped by plan (--max-minutes, a privacy budget); the run is saved
+  1    an unexpected error (a bug: please report it with the traceback)
+  2    bad input or an unusable file, disk or folder: one line says which and why; nothing good was lost
+  3    training diverged (a loss or a weight became NaN/inf); the last good checkpoint is kept
+  128+N  stopped by signal N after saving: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP;
+       `ganvae train --resume RUN` continues it exactly"""
+
+
+def _warn(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"ganvae: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    global api
+    warnings.showwarning = _warn  # library warnings (damaged log lines, ...) as one line each
     try:
+        from . import api as _api
+        api = _api
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return args.func(args)
     except GanvaeError as e:
         print(f"ganvae: error: {e}", file=sys.stderr)
@@ -308,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `ganvae info RUN | head`: the reader left; no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:  # a full or read-only disk, a missing folder: the file and the cause, one line
+        if e.filename is None and e.errno is None:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"ganvae: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

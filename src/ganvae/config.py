@@ -9,6 +9,7 @@ Nothing here knows what the sections are: callers pass their names.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -72,9 +73,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, bool):
             raise GanvaeError(f"{where}: expected a number, got {value!r}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            out = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise GanvaeError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(out):  # NaN and infinity pass every comparison check below them: refuse here
+            raise GanvaeError(f"{where}: expected a finite number, got {value!r}")
+        return out
     if tp is str:
         if isinstance(value, (dict, list)):
             raise GanvaeError(f"{where}: expected a string, got {value!r}")

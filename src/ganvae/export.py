@@ -72,22 +72,53 @@ def read_model_meta(path: str | Path) -> dict:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> GenerativeModel:
-    """Rebuild a model from a run or model folder; eval mode, on ``device``."""
+    """Rebuild a model from a run or model folder; eval mode, on ``device``.
+
+    The weights' shapes are checked against the config (on the meta device, nothing allocated) before
+    the model is built, so a damaged or edited export is one clear error, not a traceback or a huge
+    allocation.
+    """
     folder = model_folder(path)
     meta = read_model_meta(folder)
-    spec = MODELS.get(meta["model"])
-    cfg = from_dict(spec.config_class, meta["config"], "model")
-    model = build(meta["model"], cfg)
     weights = folder / "model.safetensors"
+    try:
+        spec = MODELS.get(meta["model"])
+        cfg = from_dict(spec.config_class, meta["config"], "model")
+    except (KeyError, TypeError) as e:
+        raise GanvaeError(f"{folder / 'config.json'}: not a complete ganvae model export ({e})") from None
+    except GanvaeError as e:
+        raise GanvaeError(f"{folder / 'config.json'}: {e}") from None
     if not weights.is_file():
         raise GanvaeError(f"{weights}: missing")
     try:
         state = st_load(weights.read_bytes())
     except (SafetensorError, ValueError, OSError) as e:
         raise GanvaeError(f"{weights}: unreadable safetensors file ({str(e)[:120]})") from None
+    _check_shapes(meta["model"], cfg, state, weights)
+    model = build(meta["model"], cfg)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise GanvaeError(f"{weights}: does not match the config (missing {list(missing)[:3]}, "
                           f"unexpected {list(unexpected)[:3]})")
     model.meta = meta
     return model.to(device).eval()
+
+
+def _check_shapes(name: str, cfg, state: dict, weights: Path) -> None:
+    """The config's model, built on the meta device, must have exactly the weights' names and shapes."""
+    try:
+        with torch.device("meta"):
+            expected = build(name, cfg).state_dict()
+    except GanvaeError as e:
+        raise GanvaeError(f"{weights.parent / 'config.json'}: {e}") from None
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise GanvaeError(f"{weights.parent / 'config.json'}: cannot build {name} from it "
+                          f"({str(e).splitlines()[0][:160]})") from None
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise GanvaeError(f"{weights}: does not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for k, t in expected.items():
+        if tuple(t.shape) != tuple(state[k].shape):
+            raise GanvaeError(f"{weights}: {k} has shape {tuple(state[k].shape)} but the config "
+                              f"(config.json) makes {tuple(t.shape)}; the export is damaged or was edited")

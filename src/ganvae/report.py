@@ -14,30 +14,16 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import re
 from pathlib import Path
 
 from .errors import GanvaeError
-from .runfolder import info
+from .runfolder import info, read_jsonl, read_run_json
 from .util.files import atomic_write_bytes
 
 MAX_TIMELINE = 8  # sample grids shown, evenly spaced over training
 RUN_JSON_KEYS = {"ganvae_version", "torch_version", "device", "processes", "data"}  # the rest: plugin summaries
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise GanvaeError(f"{path}:{i}: not a JSON line; the file is damaged") from None
-    return out
 
 
 def _png_b64(fig) -> str:
@@ -160,9 +146,9 @@ def build_report(run: str | Path) -> str:
     if not (run / "config.yaml").is_file():
         raise GanvaeError(f"{run}: not a run folder (no config.yaml)")
     d = info(run)
-    records = _read_jsonl(run / "metrics.jsonl")
-    evals = _read_jsonl(run / "eval.jsonl")
-    run_json = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+    records, damaged = read_jsonl(run / "metrics.jsonl", warn=True)
+    evals = [r for r in read_jsonl(run / "eval.jsonl")[0] if "metric" in r]
+    run_json = read_run_json(run)
     parts = [f"<h1>ganvae run: {html.escape(run.name)}</h1>"]
     ident = [
         ["model", _fmt(d.get("model"))], ["data", _fmt(d.get("data"))],
@@ -172,6 +158,9 @@ def build_report(run: str | Path) -> str:
         ["versions", f"ganvae {_fmt(run_json.get('ganvae_version'))}, torch {_fmt(run_json.get('torch_version'))}"],
     ]
     parts.append(_table(ident, ["", ""]))
+    if damaged:
+        parts.append(f"<p class=note>{damaged} damaged lines of metrics.jsonl were skipped (a kill mid-write or "
+                     "a full disk).</p>")
     if evals:
         latest: dict[str, dict] = {}
         for r in evals:

@@ -28,6 +28,8 @@ from .metrics import METRICS
 from .models import MODELS
 from .privacy import PrivacyConfig
 from .training import TrainConfig
+from .util.lock import LOCK_NAME
+from .util.lock import holder as lock_holder
 
 SECTIONS = ("model", "data", "train", "privacy")
 
@@ -139,9 +141,16 @@ def fill_from_data(cfg: RunConfig, meta: dict) -> RunConfig:
 
 def prepare_out(out: Path, overwrite: bool) -> None:
     """Create the run folder ``out``; refuse a non-empty one unless ``overwrite`` (and it is a run)."""
+    try:
+        _prepare_out(out, overwrite)
+    except OSError as e:  # a symlink loop, a path through a file, a read-only or full disk
+        raise GanvaeError(f"--out {out}: cannot create the run folder ({e.strerror or e})") from None
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise GanvaeError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
         if not overwrite:
             raise GanvaeError(f"--out {out}: folder exists and is not empty; pass --resume {out} to continue it, "
                               "--overwrite to replace it, or choose another --out")
@@ -173,20 +182,22 @@ def info(path: str | Path) -> dict:
                            "data": cfg.get("data", {}).get("source"),
                            "steps_target": cfg.get("train", {}).get("steps")}
     metrics = p / "metrics.jsonl"
-    if metrics.is_file():
-        lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
-        if lines:
-            try:
-                last = json.loads(lines[-1])
-            except json.JSONDecodeError:
-                raise GanvaeError(f"{metrics}:{len(lines)}: not a JSON line; the file is damaged") from None
-            out["step"] = last.get("step")
-            out["images_seen"] = last.get("images_seen")
-            out["train_time_s"] = last.get("time_s")
-            out["final"] = {k: v for k, v in last.items() if k.startswith(("loss/", "elbo", "D/"))}
-    if (p / "run.json").is_file():
-        rj = json.loads((p / "run.json").read_text())
-        d = rj.get("data", {})
+    records, damaged = read_jsonl(metrics)
+    train = [r for r in records if "img_per_s" in r]
+    if train:
+        last = train[-1]
+        out["step"] = last.get("step")
+        out["images_seen"] = last.get("images_seen")
+        out["train_time_s"] = last.get("time_s")
+        out["final"] = {k: v for k, v in last.items() if k.startswith(("loss/", "elbo", "D/"))
+                        and isinstance(v, (int, float))}
+    if damaged:
+        out["damaged_lines"] = {str(metrics): damaged}
+    running = lock_holder(p)
+    out["running"] = f"process {running}" if running else None
+    rj = read_run_json(p)
+    if rj:
+        d = rj.get("data", {}) if isinstance(rj.get("data"), dict) else {}
         out["data_detail"] = {k: d.get(k) for k in ("n_train", "n_test", "split", "channels", "image_size")}
         if rj.get("privacy"):
             out["privacy"] = rj["privacy"]
@@ -199,3 +210,43 @@ def info(path: str | Path) -> dict:
         "model": str(p / "model") if (p / "model" / "config.json").is_file() else None,
     }
     return out
+
+
+def read_jsonl(path: Path, warn: bool = False) -> tuple[list[dict], int]:
+    """The JSON records of a log, line by line; damaged lines (not UTF-8, not JSON, a kill mid-write) are
+    skipped and counted (``warn``: and a warning says so). A missing file is no records."""
+    if not path.is_file():
+        return [], 0
+    records, damaged = [], 0
+    with path.open("rb") as f:
+        for raw in f:
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                damaged += 1
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+            else:
+                damaged += 1
+    if damaged and warn:
+        import warnings
+        warnings.warn(f"{path}: skipped {damaged} damaged line{'s' if damaged > 1 else ''}", stacklevel=2)
+    return records, damaged
+
+
+def read_run_json(run: Path) -> dict:
+    """``RUN/run.json`` (versions, device, data summary, plugin summaries); {} when absent; one-line error
+    when damaged."""
+    path = Path(run) / "run.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise GanvaeError(f"{path}: damaged (not JSON); it is rewritten by `ganvae train --resume {run}`") from None
+    if not isinstance(data, dict):
+        raise GanvaeError(f"{path}: damaged (not a JSON object)")
+    return data

@@ -10,25 +10,20 @@ import torch
 import ganvae
 from ganvae.cli import main
 from ganvae.training import checkpoint as ckpt
+from helpers import train_tiny
 
-TINY = ["model.latent_dim=8", "model.g_width=8", "model.d_width=8", "train.device=cpu"]
 FIELDS = {"metric", "value", "feature_net", "n_generated", "n_reference", "reference_split", "step", "seed",
           "floor", "ceiling"}
 
 
 @pytest.fixture(scope="module")
 def gan_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ev") / "gan"
-    ganvae.train("dcgan", "digits", out=out, steps=30, batch_size=32, progress=False, set=TINY)
-    return out
+    return train_tiny(tmp_path_factory.mktemp("ev") / "gan", steps=30, batch_size=32).path
 
 
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ev") / "vae"
-    ganvae.train("mlp-vae", "digits", out=out, steps=100, batch_size=32, progress=False,
-                 set=["model.latent_dim=4", "model.enc_hidden=[32]", "model.dec_hidden=[32]"])
-    return out
+    return train_tiny(tmp_path_factory.mktemp("ev") / "vae", "mlp-vae", steps=100, batch_size=32, latent_dim=4).path
 
 
 def test_eval_writes_records_with_protocol_floor_and_ceiling(gan_run, capsys):
@@ -92,10 +87,8 @@ def test_eval_needs_a_model(tmp_path, capsys):
 
 
 def test_periodic_eval_keeps_best_and_does_not_change_training(tmp_path):
-    kw = dict(steps=12, batch_size=32, progress=False)
-    plain = ganvae.train("dcgan", "digits", out=tmp_path / "a", set=TINY, **kw)
-    evald = ganvae.train("dcgan", "digits", out=tmp_path / "b", **kw,
-                         set=TINY + ["train.eval_every_kimg=0.128", "train.eval_n=100", "train.keep_best=true"])
+    plain = train_tiny(tmp_path / "a", steps=12, batch_size=32)
+    evald = train_tiny(tmp_path / "b", steps=12, batch_size=32, eval_every_kimg=0.128, eval_n=100, keep_best=True)
     sa = ckpt.load_state(plain.path / "checkpoints" / "latest.pt")["model"]
     sb = ckpt.load_state(evald.path / "checkpoints" / "latest.pt")
     for k in sa:

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-import ganvae
 from ganvae.cli import main
 from ganvae.errors import GanvaeError
 from ganvae.metrics.mig import (dci, dci_from_importance, discretize_factor, entropy, histogram_bins, mig,
                                 mutual_information)
+from helpers import train_tiny
 
 N = 4000
 
@@ -123,22 +123,15 @@ def test_bad_inputs():
 
 # ----------------------------------------------------------------------------- ganvae eval
 
-TINY_MLP = ["model.latent_dim=4", "model.enc_hidden=[32]", "model.dec_hidden=[32]", "train.device=cpu"]
-
-
 @pytest.fixture(scope="module")
 def shapes_vae(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mig") / "vae"
-    ganvae.train("mlp-vae", "shapes", out=out, steps=20, batch_size=32, progress=False,
-                 set=TINY_MLP + ["data.n=400", "data.image_size=16"])
-    return out
+    return train_tiny(tmp_path_factory.mktemp("mig") / "vae", "mlp-vae", "shapes", steps=20, batch_size=32,
+                      latent_dim=4, more=["data.n=400", "data.image_size=16"]).path
 
 
 @pytest.fixture(scope="module")
 def digits_vae(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mig") / "dvae"
-    ganvae.train("mlp-vae", "digits", out=out, steps=5, batch_size=32, progress=False, set=TINY_MLP)
-    return out
+    return train_tiny(tmp_path_factory.mktemp("mig") / "dvae", "mlp-vae", steps=5, batch_size=32, latent_dim=4).path
 
 
 def test_eval_mig_and_dci_on_shapes(shapes_vae, capsys):
@@ -188,9 +181,8 @@ def test_eval_mig_needs_factors_and_a_vae(digits_vae, metric, capsys):
 
 def test_eval_mig_on_a_gan_is_a_clear_error(tmp_path, capsys):
     out = tmp_path / "gan"
-    ganvae.train("mlp-gan", "shapes", out=out, steps=2, batch_size=16, progress=False,
-                 set=["data.n=100", "data.image_size=8", "model.latent_dim=4", "model.g_hidden=[16]",
-                      "model.d_hidden=[16]"])
+    train_tiny(out, "mlp-gan", "shapes", steps=2, latent_dim=4, g_hidden=[16], d_hidden=[16],
+               more=["data.n=100", "data.image_size=8"])
     assert main(["eval", str(out), "--metrics", "mig", "--n", "10", "--no-baselines"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs a VAE" in err[0]

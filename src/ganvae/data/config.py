@@ -9,6 +9,9 @@ import torch
 from ..errors import GanvaeError
 
 
+MAX_IMAGE_SIZE = 4096  # larger squares are not generated images this library trains; refused before any resize
+
+
 @dataclass
 class DataConfig:
     """What to load and how to shape it.
@@ -33,9 +36,10 @@ class DataConfig:
         if not isinstance(self.source, str) or not self.source.strip():
             raise GanvaeError("data source must be a non-empty name, e.g. 'mnist' or 'folder:PATH'")
         if self.image_size is not None and (
-            isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 4
+            isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
+            or not 4 <= self.image_size <= MAX_IMAGE_SIZE
         ):
-            raise GanvaeError(f"image_size must be an integer >= 4, got {self.image_size!r}")
+            raise GanvaeError(f"image_size must be an integer from 4 to {MAX_IMAGE_SIZE}, got {self.image_size!r}")
         if self.channels is not None and self.channels not in (1, 3):
             raise GanvaeError(f"channels must be 1 or 3, got {self.channels!r}")
         if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) or not (

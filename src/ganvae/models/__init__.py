@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from ..registry import Registry
-from .base import Batch, GenerativeModel, ModelConfigBase, Phase, standing_stats
+from .base import Batch, GenerativeModel, ModelConfigBase, Phase, check_base, standing_stats
 from .gan import GAN, DCGANConfig, GANConfig, MLPGANConfig
 from .conditional import CondDCGANConfig, ConditionalGAN, ConditionalVAE, CVAEConfig
 from .vaegan import VAEGAN, VAEGANConfig
@@ -36,14 +38,24 @@ MODELS.add("beta-vae", ModelSpec(VAE, BetaVAEConfig, "convolutional VAE with bet
 MODELS.add("tcvae", ModelSpec(VAE, TCVAEConfig, "convolutional beta-TCVAE, TC weight 6 (Chen et al. 2018)"))
 
 
+def footprint(name: str, config) -> tuple[int, bool]:
+    """(bytes of parameters and buffers, whether it has BatchNorm) of model ``name``, built on the meta
+    device: nothing is allocated, so absurd sizes can be refused before they are tried."""
+    with torch.device("meta"):
+        model = build(name, config)
+    size = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+    return size, any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def build(name: str, config) -> GenerativeModel:
     """Instantiate registered model ``name`` from its (complete) config."""
     spec = MODELS.get(name)
+    check_base(config)
     model = spec.model_class(config)
     model.registered_name = name
     return model
 
 
-__all__ = ["MODELS", "ModelSpec", "build", "Batch", "Phase", "GenerativeModel", "ModelConfigBase",
+__all__ = ["MODELS", "ModelSpec", "build", "footprint", "Batch", "Phase", "GenerativeModel", "ModelConfigBase",
            "standing_stats", "GAN", "VAE", "ConditionalGAN", "ConditionalVAE", "VAEGAN", "VAEGANConfig", "CondDCGANConfig", "CVAEConfig", "GANConfig", "DCGANConfig", "MLPGANConfig",
            "VAEConfig", "ConvVAEConfig", "MLPVAEConfig", "BetaVAEConfig", "TCVAEConfig"]

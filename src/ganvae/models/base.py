@@ -59,6 +59,27 @@ class ModelConfigBase:
     latent_dim: int = 64            # size of the latent code z
 
 
+def check_base(config) -> None:
+    """The fields every model config has, in range (``build`` checks them before allocating anything)."""
+    from ..errors import GanvaeError
+    c = config
+    if c.image_size is not None and not 4 <= c.image_size <= 4096:
+        raise GanvaeError(f"model.image_size: expected 4 to 4096, got {c.image_size}")
+    if c.channels is not None and c.channels not in (1, 3):
+        raise GanvaeError(f"model.channels: expected 1 or 3, got {c.channels}")
+    if not 1 <= c.latent_dim <= 65536:
+        raise GanvaeError(f"model.latent_dim: expected 1 to 65536, got {c.latent_dim}")
+    if c.num_classes is not None and not 1 <= c.num_classes <= 100_000:
+        raise GanvaeError(f"model.num_classes: expected 1 to 100000 or null, got {c.num_classes}")
+
+
+def check_betas(betas, where: str) -> None:
+    """Adam's (beta1, beta2): each in [0, 1)."""
+    from ..errors import GanvaeError
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise GanvaeError(f"{where}: expected two numbers in [0, 1), e.g. [0.5, 0.999]; got {list(betas)}")
+
+
 class GenerativeModel(nn.Module):
     """Base class. Subclasses set ``family`` and ``generator_name`` and implement the methods below.
 

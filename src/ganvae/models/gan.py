@@ -26,7 +26,7 @@ from ..errors import GanvaeError
 from ..nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from ..objectives import GAN_OBJECTIVES
 from ..objectives.gan import r1_penalty
-from .base import Batch, GenerativeModel, ModelConfigBase, Phase
+from .base import Batch, GenerativeModel, ModelConfigBase, Phase, check_betas
 
 
 @dataclass
@@ -52,6 +52,8 @@ class GANConfig(ModelConfigBase):
         for name in ("lr_g", "lr_d"):
             if getattr(self, name) <= 0:
                 raise GanvaeError(f"model.{name}: expected > 0, got {getattr(self, name)}")
+        for name in ("betas_g", "betas_d"):
+            check_betas(getattr(self, name), f"model.{name}")
         if self.latent_dim < 1:
             raise GanvaeError(f"model.latent_dim: expected >= 1, got {self.latent_dim}")
         for name in ("gp_weight", "drift_weight", "r1_gamma"):

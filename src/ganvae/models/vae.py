@@ -11,7 +11,7 @@ from torch import nn
 from ..errors import GanvaeError
 from ..nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from ..objectives import LIKELIHOODS, BetaELBO, BetaTCELBO, DiagonalGaussian
-from .base import Batch, GenerativeModel, ModelConfigBase, Phase
+from .base import Batch, GenerativeModel, ModelConfigBase, Phase, check_betas
 
 
 @dataclass
@@ -32,6 +32,7 @@ class VAEConfig(ModelConfigBase):
             raise GanvaeError(f"model.sigma: expected > 0 or null, got {self.sigma}")
         if self.lr <= 0:
             raise GanvaeError(f"model.lr: expected > 0, got {self.lr}")
+        check_betas(self.betas, "model.betas")
         if self.latent_dim < 1:
             raise GanvaeError(f"model.latent_dim: expected >= 1, got {self.latent_dim}")
 

@@ -30,7 +30,7 @@ from torch import nn
 from ..errors import GanvaeError
 from ..nets import ConvDecoder, ConvEncoder, DCGANDiscriminator
 from ..objectives.vae import Bernoulli, DiagonalGaussian
-from .base import Batch, GenerativeModel, ModelConfigBase, Phase
+from .base import Batch, GenerativeModel, ModelConfigBase, Phase, check_betas
 
 
 @dataclass
@@ -57,6 +57,7 @@ class VAEGANConfig(ModelConfigBase):
                 raise GanvaeError(f"model.{k}: expected > 0, got {getattr(self, k)}")
         if self.latent_dim < 1:
             raise GanvaeError(f"model.latent_dim: expected >= 1, got {self.latent_dim}")
+        check_betas(self.betas, "model.betas")
 
     def build(self) -> tuple[nn.Module, nn.Module, nn.Module]:
         return (ConvEncoder(self.channels, self.image_size, self.latent_dim, self.width, self.max_width),

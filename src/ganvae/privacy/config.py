@@ -10,6 +10,7 @@ from ..errors import GanvaeError
 
 ACCOUNTANTS = ("rdp", "prv")
 DEFAULT_DELTA = 1e-5
+MAX_EPSILON = 1000.0  # a target above this protects nothing; calibrating for it takes unbounded time
 
 
 @dataclass
@@ -30,6 +31,10 @@ class PrivacyConfig:
         if self.epsilon is not None and not (0 < self.epsilon < math.inf):
             raise GanvaeError(f"privacy.epsilon (--dp-epsilon): expected a finite number > 0, got {self.epsilon:g} "
                               "(leave it out for non-private training)")
+        if self.epsilon is not None and self.epsilon > MAX_EPSILON:
+            raise GanvaeError(f"privacy.epsilon (--dp-epsilon) {self.epsilon:g}: at most {MAX_EPSILON:g} (beyond "
+                              "that the guarantee means nothing and the noise calibration does not end); leave "
+                              "it out for non-private training")
         if self.noise_multiplier is not None and not (0 < self.noise_multiplier < math.inf):
             raise GanvaeError(f"privacy.noise_multiplier (--dp-noise-multiplier): expected a number > 0, "
                               f"got {self.noise_multiplier:g}")

@@ -34,7 +34,50 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
             f"checkpoint {path}: refused, it holds objects that would run code when unpickled ({first[:160]})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise GanvaeError(f"checkpoint {path}: unreadable or truncated ({str(e).splitlines()[0][:160]})") from None
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise GanvaeError(f"checkpoint {path}: unreadable or truncated ({detail})") from None
+
+
+REQUIRED = {"step": int, "images_seen": int, "model": dict, "optimizers": dict, "noise": torch.Tensor,
+            "data": dict, "rng": dict}
+
+
+def check_state(state, path: str | Path, phases: list[str]) -> dict:
+    """Refuse a loaded checkpoint that is not a ganvae training state for these phases, in one line."""
+    where = f"checkpoint {path}"
+    if not isinstance(state, dict):
+        raise GanvaeError(f"{where}: not a ganvae training state (it holds a {type(state).__name__})")
+    missing = [k for k in REQUIRED if k not in state]
+    if missing:
+        raise GanvaeError(f"{where}: not a ganvae training state (no {', '.join(missing)})")
+    for k, t in REQUIRED.items():
+        if not isinstance(state[k], t) or (t is int and isinstance(state[k], bool)):
+            raise GanvaeError(f"{where}: {k} is a {type(state[k]).__name__}, expected {t.__name__}")
+    if state["step"] < 0 or state["images_seen"] < 0:
+        raise GanvaeError(f"{where}: step {state['step']} / images seen {state['images_seen']}: expected >= 0")
+    if sorted(state["optimizers"]) != sorted(phases):
+        raise GanvaeError(f"{where}: its optimizers are for phases {sorted(state['optimizers'])}, this run's model "
+                          f"has {sorted(phases)} (a checkpoint of another model?)")
+    return state
+
+
+def nonfinite(named: dict) -> list[str]:
+    """The names of the tensors (in a nested dict/list of tensors) that hold NaN or infinity."""
+    bad: list[str] = []
+
+    def walk(x, name):
+        if isinstance(x, torch.Tensor):
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                bad.append(name)
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                walk(v, f"{name}.{k}" if name else str(k))
+        elif isinstance(x, (list, tuple)):
+            for i, v in enumerate(x):
+                walk(v, f"{name}[{i}]")
+
+    walk(named, "")
+    return bad
 
 
 # ----------------------------------------------------------------------------- RNG states as tensors

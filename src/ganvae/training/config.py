@@ -41,6 +41,12 @@ class TrainConfig:
     tf32: bool = True                 # CUDA: TF32 tensor cores for fp32 matmuls and convolutions (Ampere and newer)
 
     def validate(self) -> None:
+        if not 0 <= self.seed < 2**32:
+            raise GanvaeError(f"train.seed {self.seed}: expected 0 to {2**32 - 1}")
+        if not 0 <= self.sample_seed < 2**32:
+            raise GanvaeError(f"train.sample_seed {self.sample_seed}: expected 0 to {2**32 - 1}")
+        if self.ema_rampup is not None and self.ema_rampup < 0:
+            raise GanvaeError(f"train.ema_rampup: expected >= 0 or null, got {self.ema_rampup}")
         for name in ("steps", "log_every", "sample_every", "checkpoint_every", "grid_size"):
             if getattr(self, name) < 1:
                 raise GanvaeError(f"train.{name}: expected >= 1, got {getattr(self, name)}")

@@ -10,7 +10,6 @@ the training noise generator and the global RNG states.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import signal
@@ -26,7 +25,9 @@ from ..errors import GanvaeError
 from ..models import Batch, GenerativeModel, standing_stats
 from . import distributed
 from .batches import BatchStream
-from .checkpoint import load_state, rng_state, save_state, set_rng_state
+from ..util.files import atomic_write_bytes, remove_stale_temps
+from .checkpoint import check_state, load_state, nonfinite, rng_state, save_state, set_rng_state
+from .clock import Clock as _Clock
 from .config import PRECISIONS, TrainConfig
 from .distributed import World
 from .ema import EMA
@@ -97,6 +98,7 @@ class Trainer:
         self.best: dict | None = None  # {"metric", "value", "step"} of the best evaluation so far
         self._images_this_step = 0
         self.stop_reason: str | None = None  # why run() stops before its target (first reason wins)
+        self.interrupted_by: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM, SIGHUP)
         self.tb = None  # TensorBoard writer while run() is active
 
     # ------------------------------------------------------------------ state
@@ -115,10 +117,16 @@ class Trainer:
             **{pl.name: pl.state_dict() for pl in self.plugins},
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, where: str = "checkpoint") -> None:
+        check_state(state, where, [ph.name for ph in self.phases])
         for pl in self.plugins:  # first: a plugin refuses a checkpoint that is not its run's before anything changes
             pl.load_state_dict(state.get(pl.name))
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as e:  # missing/unexpected keys, shape mismatches: another model's checkpoint
+            first = str(e).strip().splitlines()
+            detail = " ".join(x.strip() for x in first[:2])[:200]
+            raise GanvaeError(f"checkpoint {where}: does not fit this run's model ({detail})") from None
         for ph, opt in zip(self.phases, self.optimizers):
             opt.load_state_dict(state["optimizers"][ph.name])
         if self.ema is not None:
@@ -134,9 +142,22 @@ class Trainer:
         self.best = state.get("best")
 
     def save_checkpoint(self) -> Path:
+        """Write checkpoints/latest.pt atomically; never a state with NaN or infinite weights."""
         path = self.out / "checkpoints" / "latest.pt"
-        save_state(self.state_dict(), path)
+        state = self.state_dict()
+        bad = nonfinite({"model": state["model"], "optimizers": state["optimizers"], "ema": state["ema"]})
+        if bad:
+            raise DivergenceError(f"{bad[0]} holds NaN or infinite values at step {self.step} (the update "
+                                  f"diverged); stopped, {self._last_good()}")
+        save_state(state, path)
         return path
+
+    def _last_good(self) -> str:
+        """Where the last good state is, naming only a file that exists."""
+        latest = self.out / "checkpoints" / "latest.pt"
+        if latest.is_file():
+            return f"the last good checkpoint is {latest}"
+        return "no checkpoint was written yet (lower the learning rate and start again)"
 
     def _link_final(self) -> None:
         """checkpoints/final.pt: the state at the end of the requested steps (a hard link when possible)."""
@@ -151,7 +172,10 @@ class Trainer:
 
     def resume(self) -> None:
         # load on the CPU: RNG states must stay there; modules and optimizers move tensors to their device
-        self.load_state_dict(load_state(self.out / "checkpoints" / "latest.pt", map_location="cpu"))
+        path = self.out / "checkpoints" / "latest.pt"
+        if self.world.is_main:
+            remove_stale_temps(self.out)  # a kill mid-write leaves .latest.pt.*.tmp; we hold the run's lock
+        self.load_state_dict(load_state(path, map_location="cpu"), str(path))
         if self.world.is_main:
             self._truncate_metrics()
 
@@ -160,14 +184,16 @@ class Trainer:
         path = self.out / "metrics.jsonl"
         if not path.is_file():
             return
+        lines = path.read_bytes().splitlines()
         keep = []
-        for line in path.read_text().splitlines():
+        for line in lines:
             try:
-                if json.loads(line).get("step", 0) <= self.step:
+                if json.loads(line.decode("utf-8")).get("step", 0) <= self.step:
                     keep.append(line)
-            except json.JSONDecodeError:
+            except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
                 continue
-        path.write_text("".join(k + "\n" for k in keep))
+        if len(keep) != len(lines):  # atomically: a full disk keeps the old log whole
+            atomic_write_bytes(path, b"".join(k + b"\n" for k in keep))
 
     # ------------------------------------------------------------------ sampling
     def sampling_net(self) -> torch.nn.Module:
@@ -262,7 +288,7 @@ class Trainer:
             phase = min(bad, key=bad.get)
             raise DivergenceError(
                 f"loss/{phase} became non-finite at step {bad[phase]} (found at step {self.step}); stopped, "
-                f"the last good checkpoint is {self.out / 'checkpoints' / 'latest.pt'}")
+                f"{self._last_good()}")
 
     def _diverged(self, ph, out: dict[str, torch.Tensor], loss: torch.Tensor):
         bad = [k for k, v in out.items() if not bool(torch.isfinite(v).all())]
@@ -270,8 +296,7 @@ class Trainer:
         where = " on another process" if bool(torch.isfinite(out["loss"])) else ""
         raise DivergenceError(
             f"loss/{ph.name} became {loss.item()} at step {self.step + 1}{where} "
-            f"(term {', '.join(bad)}); stopped, the last good checkpoint is "
-            f"{self.out / 'checkpoints' / 'latest.pt'}"
+            f"(term {', '.join(bad)}); stopped, {self._last_good()}"
         )
 
     def run(self, target_steps: int, progress: bool = True) -> dict:
@@ -372,49 +397,28 @@ class Trainer:
                 self.on_best(self, value)
         return rec
 
-    # Ctrl-C: finish the current step, checkpoint, stop. A second Ctrl-C interrupts at once.
+    # Ctrl-C (SIGINT), SIGTERM (docker stop, Kubernetes, Slurm, systemd) and SIGHUP (the terminal went away):
+    # finish the current step, checkpoint, export, stop; ``interrupted_by`` says which. A second signal
+    # interrupts at once. A signal that is ignored (nohup ignores SIGHUP) stays ignored.
+    STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
     def _install_sigint(self):
         if threading.current_thread() is not threading.main_thread():
             return None
 
         def handler(signum, frame):
-            if self.stop_reason == "interrupted":
+            if self.interrupted_by is not None:
                 raise KeyboardInterrupt
-            self.stop_reason = "interrupted"
+            self.interrupted_by = signum
+            self.request_stop(f"interrupted ({signal.Signals(signum).name})")
 
-        return signal.signal(signal.SIGINT, handler)
+        old = {}
+        for name in self.STOP_SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+                old[sig] = signal.signal(sig, handler)
+        return old
 
     def _restore_sigint(self, old) -> None:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
-
-
-class _Clock:
-    """Wall time, the time budget and the loss terms averaged between two log lines of one ``run()``."""
-
-    def __init__(self, base_seconds: float, max_minutes: float | None, images_seen: int):
-        self.start = time.perf_counter()
-        self.base = base_seconds  # training seconds of earlier runs (resumes add up)
-        self.deadline = self.start + max_minutes * 60 if max_minutes else math.inf
-        self.acc: dict[str, torch.Tensor] = {}
-        self.n, self.t_log, self.img_log = 0, self.start, images_seen
-        self.last: dict[str, float] = {}
-
-    def seconds(self) -> float:
-        return self.base + time.perf_counter() - self.start
-
-    def add(self, terms: dict[str, torch.Tensor]) -> None:
-        for k, v in terms.items():
-            self.acc[k] = self.acc.get(k, 0.0) + v
-        self.n += 1
-
-    def line(self, tr: "Trainer", now: float) -> dict:
-        """The metrics.jsonl record for the steps since the last line (averaged over ranks); resets the sums."""
-        self.last = distributed.average_scalars({k: float(v) / self.n for k, v in self.acc.items()},
-                                                tr.world, tr.device)
-        dt = max(now - self.t_log, 1e-9)
-        rec = {"step": tr.step, "images_seen": tr.images_seen, "kimg": round(tr.images_seen / 1000, 3),
-               "time_s": round(self.base + now - self.start, 3),
-               "img_per_s": round((tr.images_seen - self.img_log) / dt, 2), **self.last, **tr.log_extras()}
-        self.acc, self.n, self.t_log, self.img_log = {}, 0, now, tr.images_seen
-        return rec
+        for sig, h in (old or {}).items():
+            signal.signal(sig, h)

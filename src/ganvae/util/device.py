@@ -24,3 +24,13 @@ def resolve_device(name: str | torch.device, what: str = "device") -> torch.devi
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise GanvaeError(f"{what} {str(name)!r}: CUDA is not available on this machine; use cpu")
     return dev
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine (None where the OS does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -24,11 +24,13 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None  # a full disk: say which file
         raise
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
@@ -46,3 +48,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def atomic_append_lines(path: str | Path, lines: list[str]) -> None:
+    """Append lines to a small log by rewriting it atomically: a full disk never leaves half a line."""
+    path = Path(path)
+    old = path.read_bytes() if path.is_file() else b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    atomic_write_bytes(path, old + "".join(ln + "\n" for ln in lines).encode())
+
+
+def remove_stale_temps(folder: str | Path) -> int:
+    """Delete the temporary files :func:`atomic_write` leaves when a process is killed mid-write
+    (``.NAME.*.tmp``) in ``folder`` and its subfolders; only call it while holding the folder's lock.
+    Returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    n = 0
+    for p in folder.rglob(".*.tmp"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n

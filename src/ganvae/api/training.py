@@ -1,0 +1,278 @@
+"""Training a run: ``train`` (fresh or ``--resume``), ``export`` (rebuild model/ from the latest checkpoint)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import merge, read_yaml, write_yaml
+from ..data import describe, load_data
+from ..errors import GanvaeError
+from ..export import save_model
+from ..metrics import TrainingEvaluator
+from ..models import MODELS, build, footprint
+from ..privacy import plugins as privacy_plugins
+from ..privacy import prepare as prepare_privacy
+from ..report import write_report as report
+from ..runfolder import (SECTIONS, RunConfig, compose, default_out, fill_from_data, prepare_out, read_config, resolve)
+from ..training import DivergenceError, Trainer, distributed
+from ..training.checkpoint import nonfinite
+from ..util.device import physical_memory
+from ..util.files import atomic_write_text
+from ..util.lock import RunLock
+from ..version import __version__
+
+from .runs import load
+
+# train.* keys a resume may change; anything else would break the exact continuation
+RESUMABLE_KEYS = {"steps", "max_minutes", "device", "threads", "log_every", "sample_every", "checkpoint_every",
+                  "eval_every_kimg", "eval_n", "report", "tensorboard", "precision", "channels_last", "compile",
+                  "tf32"}
+
+
+@dataclass
+class Run:
+    """What a finished (or stopped) training run left behind."""
+
+    path: Path
+    config: RunConfig
+    step: int
+    images_seen: int
+    seconds: float
+    stopped: str | None = None                       # why it stopped before its steps, if it did
+    last: dict[str, float] = field(default_factory=dict)  # the last logged loss terms
+    signal: int | None = None                        # the signal that interrupted it (SIGINT 2, SIGTERM 15, ...)
+
+    @property
+    def exit_code(self) -> int:
+        """0: done or stopped by plan (time or privacy budget); 128 + signal: interrupted, state saved."""
+        return 128 + self.signal if self.signal else 0
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def samples(self) -> list[Path]:
+        return sorted((self.path / "samples").glob("step_*.png"))
+
+    def load(self, device: str = "cpu"):
+        return load(self.path, device)
+
+
+# ------------------------------------------------------------------------------------------ training
+def train(model: str | None = None, data: str | None = None, *, out: str | Path | None = None,
+          resume: bool = False, overwrite: bool = False, progress: bool = True, dry_run: bool = False,
+          log=print, config: str | Path | dict | None = None, set: list[str] | dict | None = None,
+          **options) -> Run | RunConfig:
+    """Train a registered model on a data source; return the :class:`Run`.
+
+    ``options``: any of :data:`ganvae.runfolder.OPTIONS` (objective, steps, batch_size, seed, image_size,
+    channels, max_minutes, device, dp_epsilon, ...), typed; ``config``: a YAML path or dict;
+    ``set``: ``["model.latent_dim=32"]`` or a nested dict. ``resume=True`` continues the run in ``out``
+    from its latest checkpoint up to ``steps`` in total. ``dry_run=True`` resolves the config, loads
+    the data, prints both and returns the config.
+    """
+    if resume:
+        raw = _resume_raw(out, model, data, options, set)
+    else:
+        raw = compose(config, {"model": model, "data": data, **options}, set)
+    cfg = resolve(raw)
+    splits = load_data(cfg.data, progress=progress)
+    cfg = fill_from_data(cfg, splits.meta)
+    cfg.privacy, cfg.model = prepare_privacy(cfg.privacy, MODELS.get(cfg.model_name).model_class, cfg.model,
+                                             cfg.train, int(splits.meta["n_train"]), cfg.model_name)
+    if dry_run:
+        import yaml
+        log(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+        log(describe(splits))
+        return cfg
+    check_model_size(cfg.model_name, cfg.model, cfg.train.batch_size)
+    world = distributed.from_env()  # several processes under torchrun; rank 0 writes the files
+    distributed.check_batch(world, cfg.train.batch_size)
+    out = Path(out) if out is not None else default_out(cfg)
+    lock = None
+    if world.is_main:  # one writer per run folder: a second train/resume/overwrite of it is refused
+        lock = RunLock(out, "--resume" if resume else "--out").acquire() if out.is_dir() else None
+        if not resume:
+            prepare_out(out, overwrite)  # may replace the folder: lock the new one
+            if lock is not None:
+                lock.release()
+            lock = RunLock(out).acquire()
+    try:
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        device = distributed.setup(world, cfg.train.device)
+        try:
+            return _train(cfg, splits, out, resume, progress and world.is_main, log, device, world)
+        finally:
+            distributed.teardown(world)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def check_model_size(name: str, model_cfg, batch_size: int) -> None:
+    """Refuse, in one line, a model this machine cannot hold or that cannot train at this batch size."""
+    params, batchnorm = footprint(name, model_cfg)
+    if batchnorm and batch_size < 2:
+        raise GanvaeError(f"train.batch_size {batch_size}: model {name} uses BatchNorm, which needs at least 2 "
+                          "images per batch; raise --batch-size")
+    need, have = 4 * params, physical_memory()  # weights, gradients and Adam's two moments
+    if have and need > have:
+        raise GanvaeError(f"model {name} has {params / 2**30:.1f} GiB of parameters and needs about "
+                          f"{need / 2**30:.0f} GiB to train; this machine has {have / 2**30:.0f} GiB. Lower "
+                          "model.latent_dim, the widths or the image size")
+
+
+def _resume_raw(out, model, data, options: dict, overrides) -> dict:
+    """The raw config of a resumed run: its own, with the few train.* keys a resume may change."""
+    if out is None:
+        raise GanvaeError("--resume needs the run folder")
+    out = Path(out)
+    if not (out / "config.yaml").is_file():
+        raise GanvaeError(f"--resume {out}: not a run folder (no config.yaml)")
+    changed = {k for k, v in options.items() if v is not None and k not in ("steps", "max_minutes", "device")}
+    if model is not None or data is not None or changed:
+        raise GanvaeError(f"--resume continues {out} with its own config; only --steps, --max-minutes, "
+                          f"--device and --set train.{{{','.join(sorted(RESUMABLE_KEYS))}}} may be given")
+    over = compose(None, {k: options.get(k) for k in ("steps", "max_minutes", "device")}, overrides)
+    bad = [f"{s}.{k}" for s in ("model", "data", "privacy") for k in over.get(s, {})] + \
+          [f"train.{k}" for k in over["train"] if k not in RESUMABLE_KEYS]
+    if bad:
+        raise GanvaeError(f"--resume cannot change {', '.join(bad)}")
+    own = read_yaml(out / "config.yaml", SECTIONS)
+    lacking = [k for k in ("model", "data", "train") if not isinstance(own.get(k), dict)]
+    if lacking:  # resuming on defaults would silently change the run (another batch size, ...)
+        raise GanvaeError(f"--resume {out}: {out / 'config.yaml'} has no {', '.join(s + ':' for s in lacking)} "
+                          "section; it is not the config this run was trained with")
+    return merge(own, over)
+
+
+def use_deterministic_kernels() -> None:
+    """Deterministic cuDNN/cuBLAS kernels: GPU runs (and resumes) repeat bit for bit, at some cost in speed."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _trainer(cfg: RunConfig, splits, out: Path, device: torch.device, world) -> Trainer:
+    """The model, its periodic evaluator, its plugins and the loop, wired."""
+    tc = cfg.train
+    distributed.barrier(world)  # the run folder exists before any rank goes on
+    if tc.deterministic:
+        use_deterministic_kernels()
+    seed_everything(tc.seed)
+    net = build(cfg.model_name, cfg.model).to(device)
+    if world.active:
+        distributed.broadcast_module(net)
+        torch.manual_seed(distributed.rank_seed(tc.seed, world.rank))  # per-rank dropout
+    evaluator = on_best = None
+    if tc.eval_every_kimg:
+        evaluator = TrainingEvaluator(tc.eval_metric, net, splits, tc.eval_n, seed=tc.seed, device=str(device),
+                                      binarize=cfg.data.binarize)
+        if tc.keep_best:
+            def on_best(tr, value):
+                save_model(net, out / "best", tr.sampling_net() if tr.ema is not None else None,
+                           {"step": tr.step, "images_seen": tr.images_seen, "data": splits.meta, "best": tr.best})
+    return Trainer(net, tc, splits.train.images, splits.train.labels, out, device, binarize=cfg.data.binarize,
+                   evaluator=evaluator, on_best=on_best, world=world, plugins=privacy_plugins(cfg.privacy))
+
+
+def _train(cfg: RunConfig, splits, out: Path, resume: bool, progress: bool, log, device: torch.device,
+           world) -> Run:
+    trainer = _trainer(cfg, splits, out, device, world)
+    tc = cfg.train
+    if resume:
+        trainer.resume()
+        if trainer.step >= tc.steps:
+            if world.is_main and _exported_step(out) != trainer.step:  # killed between checkpoint and export
+                _finish(trainer, cfg, splits, out, log, {})
+                log(f"{out}: already at step {trainer.step}; exported the model and the report it was missing")
+                return Run(out, cfg, trainer.step, trainer.images_seen, trainer.train_seconds)
+            raise GanvaeError(f"--resume {out}: already at step {trainer.step}; ask for more with --steps N "
+                              f"(N > {trainer.step})")
+    if not world.is_main:  # the other ranks train and leave the files to rank 0
+        result = trainer.run(tc.steps, progress=False)
+        return Run(out, cfg, trainer.step, trainer.images_seen, trainer.train_seconds, result["stopped"],
+                   result["last"])
+    write_yaml(cfg.to_dict(), out / "config.yaml")
+    run_info = {"ganvae_version": __version__, "torch_version": torch.__version__, "device": str(device),
+                "processes": world.size, "data": splits.meta,
+                **{pl.name: pl.summary() for pl in trainer.plugins}}
+    atomic_write_text(out / "run.json", json.dumps(run_info, indent=2) + "\n")
+    if progress:
+        log(f"{'resuming' if resume else 'training'} {cfg.model_name} on {cfg.data.source} "
+            f"({splits.meta['n_train']} train images, {splits.meta['channels']}x{splits.meta['image_size']}x"
+            f"{splits.meta['image_size']}) from step {trainer.step} to {tc.steps} on {device}"
+            + (f" x {world.size} processes" if world.active else "") + f" -> {out}")
+    t0 = time.perf_counter()
+    result = trainer.run(tc.steps, progress=progress)
+    path = _finish(trainer, cfg, splits, out, log, run_info)
+    run = Run(out, cfg, trainer.step, trainer.images_seen, trainer.train_seconds, result["stopped"], result["last"],
+              trainer.interrupted_by)
+    if progress:
+        why = f" (stopped: {run.stopped})" if run.stopped else ""
+        log(f"done{why}: step {run.step}, {run.images_seen / 1000:.1f}k images in "
+            f"{time.perf_counter() - t0:.0f}s; samples {run.samples[-1] if run.samples else None}; model "
+            f"{run.model_path}; checkpoint {out / 'checkpoints' / 'latest.pt'}" + (f"; report {path}" if path else ""))
+    return run
+
+
+def _finish(trainer: Trainer, cfg: RunConfig, splits, out: Path, log, run_info: dict) -> Path | None:
+    """After training: plugin summaries into run.json, the export (model/), the report. Returns the report."""
+    summaries = {pl.name: pl.summary() for pl in trainer.plugins}  # e.g. the privacy guarantee: with the weights
+    if summaries and run_info:
+        atomic_write_text(out / "run.json", json.dumps({**run_info, **summaries}, indent=2) + "\n")
+    net = trainer.sampling_net() if trainer.ema is not None else None
+    bad = nonfinite({"model": trainer.model.state_dict(), "ema": net.state_dict() if net is not None else {}})
+    if bad:
+        raise DivergenceError(f"{bad[0]} holds NaN or infinite values; the model is not exported")
+    save_model(trainer.model, out / "model", net, {"step": trainer.step, "images_seen": trainer.images_seen,
+                                                  "data": splits.meta, "ema": trainer.ema is not None, **summaries})
+    if not cfg.train.report:
+        return None
+    try:
+        return report(out)
+    except Exception as e:  # the run itself is saved; a report that fails must not lose it
+        log(f"warning: report not written ({type(e).__name__}: {e}); retry with `ganvae report {out}`")
+        return None
+
+
+def _exported_step(out: Path) -> int | None:
+    """The step of the run's export (model/config.json), or None when there is none."""
+    try:
+        return int(json.loads((out / "model" / "config.json").read_text()).get("step"))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def export(run: str | Path, log=print) -> Path:
+    """Rebuild ``RUN/model/`` (and the report) from the run's latest checkpoint, e.g. after a crash between
+    the last checkpoint and the export."""
+    run = Path(run)
+    cfg = read_config(run)
+    splits = load_data(cfg.data, progress=False)
+    cfg = fill_from_data(cfg, splits.meta)
+    cfg.privacy, cfg.model = prepare_privacy(cfg.privacy, MODELS.get(cfg.model_name).model_class, cfg.model,
+                                             cfg.train, int(splits.meta["n_train"]), cfg.model_name)
+    with RunLock(run, "export"):
+        trainer = _trainer(cfg, splits, run, torch.device("cpu"), distributed.SINGLE)
+        trainer.resume()
+        _finish(trainer, cfg, splits, run, log, {})
+    log(f"exported step {trainer.step} of {run} to {run / 'model'}")
+    return run / "model"

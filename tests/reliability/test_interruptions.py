@@ -1,0 +1,122 @@
+"""Interruptions: SIGTERM, SIGHUP and Ctrl-C save the run; a kill between checkpoint and export is finished
+by a resume or `ganvae export`; Ctrl-C during start-up is one line; stale temp files are cleaned."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+import torch
+
+from reliability_util import cli, metrics_lines, one_line_error, start_train, wait_for
+
+CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
+def test_signal_stops_cleanly_with_checkpoint_export_and_its_own_exit_code(tmp_path, sig):
+    out = tmp_path / "run"
+    p = start_train(out)
+    try:
+        wait_for(lambda: metrics_lines(out) >= 1, what="the first metrics line")
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == CODES[sig], (p.returncode, err[-2000:])
+    assert "Traceback" not in err and f"interrupted ({sig.name})" in err and "--resume" in err
+    state = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
+    meta = json.loads((out / "model" / "config.json").read_text())
+    assert meta["step"] == state["step"] > 0  # the checkpoint and the export are of the step it stopped at
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == state["step"]
+    r = cli("train", "--resume", out, "--steps", state["step"] + 2, "--quiet", check_rc=0)
+    assert "Traceback" not in r.stderr
+    assert torch.load(out / "checkpoints" / "latest.pt", weights_only=True)["step"] == state["step"] + 2
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_leaves_no_unusable_run(tmp_path):
+    out = tmp_path / "run"
+    p = start_train(out)
+    time.sleep(0.4)  # importing torch, loading the data: before the first step
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "ganvae: interrupted"
+    if out.exists() and not (out / "checkpoints" / "latest.pt").exists():
+        # a folder without a checkpoint: --resume refuses it in one line, and a fresh train may reuse it
+        if (out / "config.yaml").exists():
+            one_line_error(cli("train", "--resume", out, "--steps", 4, "--quiet"))
+        else:
+            one_line_error(cli("train", "--resume", out, "--steps", 4, "--quiet"))
+            cli("train", "--model", "dcgan", "--data", "digits", "--steps", 2, "--batch-size", 16, "--out", out,
+                "--quiet", "--set", "model.g_width=8", "--set", "model.d_width=8", "--set", "train.report=false",
+                check_rc=0)
+
+
+def _finished_run(tmp_path, steps=6):
+    out = tmp_path / "run"
+    cli("train", "--model", "dcgan", "--data", "digits", "--steps", steps, "--batch-size", 16, "--out", out,
+        "--quiet", "--set", "model.latent_dim=8", "--set", "model.g_width=8", "--set", "model.d_width=8",
+        "--set", "train.tensorboard=false", check_rc=0)
+    return out
+
+
+def test_killed_between_checkpoint_and_export_resume_finishes_the_export(tmp_path):
+    out = _finished_run(tmp_path)
+    good = (out / "model" / "model.safetensors").read_bytes()
+    for f in (out / "model").iterdir():  # what a kill -9 after the last checkpoint leaves: no export
+        f.unlink()
+    (out / "model").rmdir()
+    (out / "report.html").unlink()
+    r = cli("train", "--resume", out, "--steps", 6, check_rc=0)
+    assert "exported the model and the report it was missing" in r.stdout
+    assert (out / "model" / "model.safetensors").read_bytes() == good  # the same export as the full run made
+    assert (out / "report.html").is_file()
+    one_line_error(cli("train", "--resume", out, "--steps", 6))  # now complete: asks for more steps
+
+
+def test_export_command_rebuilds_model_from_the_latest_checkpoint(tmp_path):
+    out = _finished_run(tmp_path)
+    good = (out / "model" / "model.safetensors").read_bytes()
+    (out / "model" / "model.safetensors").write_bytes(b"damaged")
+    r = cli("export", out, check_rc=0)
+    assert "exported step 6" in r.stdout
+    assert (out / "model" / "model.safetensors").read_bytes() == good
+    assert cli("sample", out, "-n", 4, "--out", tmp_path / "g.png").returncode == 0
+
+
+def test_stale_temp_files_of_a_killed_write_are_removed_on_resume(tmp_path):
+    out = _finished_run(tmp_path, steps=4)
+    stale = [out / "checkpoints" / ".latest.pt.k3j2x9.tmp", out / "model" / ".model.safetensors.a1b2.tmp",
+             out / "checkpoints" / ".final.pt.tmp"]
+    for s in stale:
+        s.write_bytes(b"half a checkpoint")
+    cli("train", "--resume", out, "--steps", 6, "--quiet", check_rc=0)
+    assert not any(s.exists() for s in stale)
+    assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_kill_9_at_a_random_moment_leaves_a_resumable_run(tmp_path, trial):
+    """SIGKILL at a random moment during training: a resume continues from the last checkpoint (or, with none
+    yet, refuses in one line) and finishes with an export. benchmarks/kill_trials.py runs many more trials."""
+    out = tmp_path / "run"
+    p = start_train(out)
+    try:
+        wait_for(lambda: (out / "config.yaml").exists(), what="the run folder")
+        time.sleep(0.2 + 2.0 * torch.rand((), generator=torch.Generator().manual_seed(trial)).item())
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+    finally:
+        p.kill()
+    ckpt = out / "checkpoints" / "latest.pt"
+    if not ckpt.exists():
+        one_line_error(cli("train", "--resume", out, "--steps", 8, "--quiet"))
+        return
+    target = torch.load(ckpt, weights_only=True)["step"] + 3
+    cli("train", "--resume", out, "--steps", target, "--quiet", check_rc=0)
+    assert json.loads((out / "model" / "config.json").read_text())["step"] == target

@@ -22,6 +22,7 @@ LAYERS = [
     ["models"],                                                    # nets + objective + phases
     ["metrics", "training", "latent"],                             # take models and tensors, not run folders
     ["privacy"],                                                   # DP as a loop plugin; the leakage audit
+    ["modelcard"],                                                 # model/README.md, written by export
     ["export", "runfolder"],                                       # files: model export, RunConfig, info
     ["report"],
     ["api"],                                                       # the one module that wires packages together

@@ -61,11 +61,65 @@ def test_info(trained, capsys):
 
 
 def test_dry_run_prints_config_and_writes_nothing(tmp_path, capsys):
-    code, out, _ = run_cli(capsys, "train", "--model", "vae", "--data", "digits", "--out", tmp_path / "x",
-                           "--dry-run", "--set", "model.beta=4")
+    code, out, err = run_cli(capsys, "train", "--model", "vae", "--data", "digits", "--out", tmp_path / "x",
+                             "--dry-run", "--set", "model.beta=4")
     assert code == 0
-    assert "beta: 4.0" in out and "name: vae" in out and "1617" in out
+    assert "beta: 4.0" in out and "name: vae" in out and "1617" in err  # the data summary goes to stderr
     assert not (tmp_path / "x").exists()
+    # `--dry-run > my.yaml` is a valid config that gives the same run
+    (tmp_path / "my.yaml").write_text(out)
+    code, out2, _ = run_cli(capsys, "train", "--config", tmp_path / "my.yaml", "--dry-run")
+    assert code == 0 and out2 == out
+
+
+def test_dry_run_refuses_what_the_real_run_refuses(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "three").mkdir()
+    for i in range(3):
+        Image.new("L", (8, 8), i * 80).save(tmp_path / "three" / f"{i}.png")
+    for args, needle in ((["--image-size", "100"], "image_size"),
+                         (["--data", tmp_path / "three", "--set", "data.holdout=0"], "larger than the 3 training images")):
+        for dry in (["--dry-run"], []):
+            base = ["train", "--model", "dcgan", "--out", tmp_path / "r", "--quiet"]
+            if "--data" not in args:
+                base += ["--data", "digits"]
+            code, _, err = run_cli(capsys, *base, *args, *dry)
+            assert code == 2 and needle in err, (args, dry, err)
+            assert not (tmp_path / "r").exists()  # a refused run leaves no empty folder
+
+
+def test_config_of_another_model_with_model_option(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "train", "--model", "dcgan", "--data", "digits", "--dry-run")
+    (tmp_path / "gan.yaml").write_text(out)
+    code, out, err = run_cli(capsys, "train", "--config", tmp_path / "gan.yaml", "--model", "vae", "--dry-run")
+    assert code == 0 and "name: vae" in out and "objective" not in out
+    assert "ganvae: warning: --model vae: the config's model: section (options of dcgan) is not used" in err
+
+
+def test_wgan_gp_alone_chooses_layer_norm_and_says_so(capsys):
+    code, out, err = run_cli(capsys, "train", "--model", "dcgan", "--data", "digits", "--objective", "wgan-gp",
+                             "--dry-run")
+    assert code == 0 and "d_norm: layer" in out and "model.objective=wgan-gp: using model.d_norm=layer" in err
+    import yaml
+    assert yaml.safe_load(out)["model"]["d_norm"] == "layer"  # stdout stays pure YAML
+    code, _, err = run_cli(capsys, "train", "--model", "dcgan", "--data", "digits", "--objective", "wgan-gp",
+                           "--set", "model.d_norm=batch", "--dry-run")
+    assert code == 2 and "model.d_norm=batch" in err  # an explicit conflicting choice is still refused
+
+
+def test_keep_best_alone_chooses_an_eval_interval(capsys):
+    code, out, _ = run_cli(capsys, "train", "--model", "dcgan", "--data", "digits", "--keep-best", "fid",
+                           "--steps", "200", "--batch-size", "50", "--dry-run")
+    assert code == 0 and "eval_every_kimg: 1.0" in out and "keep_best: true" in out
+
+
+def test_default_run_folder_of_a_path_source_is_one_flat_name(tmp_path, monkeypatch):
+    from ganvae.runfolder import source_slug
+
+    assert source_slug("./my pics/") == "my-pics" and source_slug("/abs/path") == "path"
+    assert source_slug("folder:~/photos") == "photos" and source_slug("npz:data/x.npz") == "x"
+    assert source_slug("mnist") == "mnist"
 
 
 def test_resume_continues(trained, capsys):
@@ -75,7 +129,7 @@ def test_resume_continues(trained, capsys):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["train", "--model", "nope", "--data", "digits"], "unknown model 'nope'; valid names: beta-vae, cdcgan, cvae, dcgan"),
+    (["train", "--model", "nope", "--data", "digits"], "unknown model 'nope'; valid names: beta-vae, cdcgan"),
     (["train", "--data", "nosuch"], "unknown data source 'nosuch'"),
     (["train", "--data", "folder:/does/not/exist"], "/does/not/exist"),
     (["train", "--objective", "wat", "--data", "digits"], "unknown GAN objective 'wat'"),

@@ -323,8 +323,13 @@ def test_objective_flag_reaches_the_config():
     cfg = ganvae.train("dcgan", "digits", objective="hinge", dry_run=True, progress=False, log=lambda *a: None,
                        set=tiny_set("dcgan"))
     assert cfg.model.objective == "hinge"
+    # wgan-gp alone picks a D without BatchNorm (its penalty is per sample); an explicit BatchNorm is refused
+    with pytest.warns(UserWarning, match="using model.d_norm=layer"):
+        cfg = ganvae.train("dcgan", "digits", objective="wgan-gp", dry_run=True, progress=False, log=lambda *a: None)
+    assert cfg.model.d_norm == "layer"
     with pytest.raises(GanvaeError, match="d_norm"):
-        ganvae.train("dcgan", "digits", objective="wgan-gp", dry_run=True, progress=False, log=lambda *a: None)
+        ganvae.train("dcgan", "digits", objective="wgan-gp", dry_run=True, progress=False, log=lambda *a: None,
+                     set=["model.d_norm=batch"])
 
 
 # ----------------------------------------------------------------------------- training
@@ -385,7 +390,7 @@ def test_spectral_norm_contract(name, tmp_path):
     for ph in m.phases():  # move the power iteration's u/v and the R1 counter away from their start
         if ph.real_data:
             ph.loss(Batch(x), torch.Generator().manual_seed(0))
-    save_model(m, tmp_path / "model")
+    save_model(m, tmp_path / "model", inference_only=False)  # the full export: D's u/v and the R1 counter too
     loaded = load_model(tmp_path)
     assert loaded.config == m.config
     sd_a, sd_b = m.state_dict(), loaded.state_dict()

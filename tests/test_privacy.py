@@ -255,7 +255,11 @@ def test_dp_run_resumes_bit_identically(gan_runs):
 def test_export_keeps_plain_keys_and_info_shows_privacy(gan_runs, capsys, tmp_path):
     root, _, _ = gan_runs
     keys = set(load_file(root / "a" / "model" / "model.safetensors"))
-    assert not any("_module" in k for k in keys) and "D.head.weight" in keys
+    assert not any("_module" in k for k in keys) and "G.fc.weight" in keys
+    # the private D (Opacus-wrapped in training) stays in the checkpoint, with plain keys; the export is G only
+    ckpt_keys = set(ckpt.load_state(root / "a" / "checkpoints" / "latest.pt")["model"])
+    assert not any("_module" in k for k in ckpt_keys) and "D.head.weight" in ckpt_keys
+    assert "D.head.weight" not in keys and {k.split(".")[0] for k in keys} == {"G"}
     meta = json.loads((root / "a" / "model" / "config.json").read_text())
     assert meta["privacy"]["noise_multiplier"] == 1.0 and meta["config"]["d_norm"] == "group"
     g = ganvae.load(root / "a")

@@ -1,8 +1,8 @@
 """Latent-space tools for a loaded model: slerp, traversals, interpolations, image -> code.
 
     model = ganvae.load("runs/x")
-    grid = traverse(model, dims=range(10), span=3.0, steps=9, seed=0)   # (10 * 9, C, H, W)
-    frames = interpolate(model, seeds=(1, 2), steps=10)                 # (10, C, H, W)
+    grid = traverse(model, dims=range(10), span=3.0, steps=9, seed=0)   # (10 * 9, C, H, W): 9 columns
+    frames = interpolate(model, seeds=(1, 2), steps=10)                 # (10, C, H, W): 10 frames
 
 Codes live in the prior's units (N(0, I): one unit = one prior standard deviation).
 Traversals and seed interpolations work for GANs and VAEs; codes of real images
@@ -157,20 +157,21 @@ def decode(model, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     return torch.cat(out)
 
 
-def _check_steps(steps: int) -> None:
+def _check_steps(steps: int, what: str) -> None:
     if steps < 2 or steps > 1000:
-        raise GanvaeError(f"--steps {steps}: expected 2 to 1000")
+        raise GanvaeError(f"{what} {steps}: expected 2 to 1000")
 
 
 def traverse(model, dims: str | Iterable[int] | None = None, span: float = 3.0, steps: int = 9,
              seed: int = 0, image=None, relative: bool = False) -> torch.Tensor:
-    """Latent traversal images (len(dims) * steps, C, H, W), row-major: one row per dimension.
+    """Latent traversal images (len(dims) * steps, C, H, W), row-major: one row per dimension, ``steps``
+    columns (``ganvae traverse --columns``).
 
     The base code is the posterior mean of ``image`` (VAEs only) or else a prior sample from
     ``seed``; along row r, dimension dims[r] takes the values linspace(-span, span, steps)
     (prior sd units; ``relative``: offsets added to the base value) while the others keep the base code.
     """
-    _check_steps(steps)
+    _check_steps(steps, "--columns")
     if not (span > 0 and math.isfinite(span)):
         raise GanvaeError(f"--range {span}: expected a positive number (prior standard deviations)")
     d = parse_dims(dims, model.config.latent_dim)
@@ -180,10 +181,11 @@ def traverse(model, dims: str | Iterable[int] | None = None, span: float = 3.0, 
 
 
 def interpolate(model, seeds: tuple[int, int] = (0, 1), steps: int = 10, images=None) -> torch.Tensor:
-    """``steps`` images (steps, C, H, W) along the slerp between two codes, endpoints included:
+    """``steps`` frames (steps, C, H, W; ``ganvae interpolate --frames``) along the slerp between two codes,
+    endpoints included:
     prior samples from ``seeds``, or (VAEs) the posterior means of the two ``images``.
     Class-conditional models keep the first code's class throughout."""
-    _check_steps(steps)
+    _check_steps(steps, "--frames")
     if images is not None:
         if len(images) != 2:
             raise GanvaeError(f"--images: expected two images, got {len(images)}")

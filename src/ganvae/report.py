@@ -4,9 +4,9 @@ What it shows, from the run folder alone: the run's identity (model, data, steps
 seen, training time, versions); loss curves per phase against thousands of images seen
 (matplotlib, embedded as PNG); throughput; periodic evaluation scores when the run has
 them; the sample grids over training as a timeline; the final scores from ``eval.jsonl``
-with their protocol, floor and ceiling; each trainer plugin's summary from ``run.json`` (the
-privacy guarantee of a DP run) and an audit verdict where the run folder holds one
-(``audit.json``); the resolved config.
+with their protocol, the real-data and untrained references and a reading in words; each
+trainer plugin's summary from ``run.json`` (the privacy guarantee of a DP run) and an audit
+verdict where the run folder holds one (``audit.json``); the resolved config.
 """
 
 from __future__ import annotations
@@ -130,6 +130,34 @@ def _table(rows: list[list], head: list[str]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _scores(evals: list[dict]) -> list[str]:
+    """The scores section: the latest value of each metric beside real data and untrained, its direction and
+    its reading. Older records name the two references ``floor`` and ``ceiling`` and carry no direction or
+    reading; both are filled in from the metric registry."""
+    from .metrics.reading import better_word, direction, is_headline, read_score
+
+    latest: dict[str, dict] = {}
+    for r in evals:
+        latest[r["metric"]] = r
+    rows = []
+    for m, r in latest.items():
+        real, unt = r.get("real_data", r.get("floor")), r.get("untrained", r.get("ceiling"))
+        lower = r.get("lower_is_better", direction(m))
+        reading = r["reading"] if "reading" in r else read_score(m, r.get("value"), real, unt, lower) \
+            if is_headline(m) else None
+        rows.append([html.escape(m), html.escape(better_word(lower) or "–"), _fmt(r.get("value")), _fmt(real),
+                     _fmt(unt), _fmt(reading), _fmt(r.get("feature_net")), _fmt(r.get("n_generated")),
+                     f"{_fmt(r.get('n_reference'))} {_fmt(r.get('reference_split'))}", _fmt(r.get("step")),
+                     html.escape(r.get("protocol", ""))])
+    note = ("<h2>Scores</h2><p class=note>The latest `ganvae eval` value of each metric beside two references "
+            "scored the same way: <b>real data</b> = real training images in place of the samples, <b>untrained</b> "
+            "= the same model before training (an untrained generator can score better than a trained one, or than "
+            "real data on a weak metric: it is a reference, not a bound). Records written before this naming call "
+            "them floor and ceiling.</p>")
+    return [note, _table(rows, ["metric", "better", "value", "real data", "untrained", "reading", "feature net",
+                                "generated", "reference", "step", "protocol"])]
+
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
@@ -162,17 +190,7 @@ def build_report(run: str | Path) -> str:
         parts.append(f"<p class=note>{damaged} damaged lines of metrics.jsonl were skipped (a kill mid-write or "
                      "a full disk).</p>")
     if evals:
-        latest: dict[str, dict] = {}
-        for r in evals:
-            latest[r["metric"]] = r
-        rows = [[html.escape(m), _fmt(r.get("value")), _fmt(r.get("floor")), _fmt(r.get("ceiling")),
-                 _fmt(r.get("feature_net")), _fmt(r.get("n_generated")),
-                 f"{_fmt(r.get('n_reference'))} {_fmt(r.get('reference_split'))}", _fmt(r.get("step")),
-                 html.escape(r.get("protocol", ""))] for m, r in latest.items()]
-        parts.append("<h2>Scores</h2><p class=note>The latest `ganvae eval` value of each metric; floor = real "
-                     "train images scored the same way, ceiling = an untrained generator.</p>")
-        parts.append(_table(rows, ["metric", "value", "floor", "ceiling", "feature net", "generated", "reference",
-                                   "step", "protocol"]))
+        parts += _scores(evals)
     for name, summary in run_json.items():  # plugin summaries (e.g. "privacy": the DP guarantee)
         if name not in RUN_JSON_KEYS and isinstance(summary, dict):
             parts.append(f"<h2>{html.escape(name.title())}</h2>")

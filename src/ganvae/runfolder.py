@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,7 @@ class RunConfig:
     data: DataConfig
     train: TrainConfig
     privacy: PrivacyConfig = dataclasses.field(default_factory=PrivacyConfig)
+    notes: list[str] = dataclasses.field(default_factory=list)  # defaults chosen for the user (printed, not saved)
 
     def to_dict(self) -> dict:
         return {
@@ -105,10 +108,17 @@ def resolve(raw: dict) -> RunConfig:
     fields = {f.name for f in dataclasses.fields(spec.config_class)}
     if "objective" in model_raw and "objective" not in fields:
         raise GanvaeError(f"--objective applies to GAN models; model {name!r} is not one")
+    notes = spec.config_class.fill_defaults(model_raw)  # e.g. wgan-gp: D without BatchNorm, unless set
+    train_raw = dict(raw.get("train") or {})
+    if train_raw.get("keep_best") and train_raw.get("eval_every_kimg") is None:  # --keep-best alone: 10 scores
+        images = int(train_raw.get("steps", TrainConfig.steps)) * int(train_raw.get("batch_size", TrainConfig.batch_size))
+        train_raw["eval_every_kimg"] = max(0.1, round(images / 10 / 1000, 3))
+        notes.append(f"train.keep_best: scoring every {train_raw['eval_every_kimg']:g} kimg (about 10 times; "
+                     "--eval-every KIMG to choose)")
     cfg = RunConfig(model_name=name, model=from_dict(spec.config_class, model_raw, "model"),
                     data=from_dict(DataConfig, raw.get("data"), "data"),
-                    train=from_dict(TrainConfig, raw.get("train"), "train"),
-                    privacy=from_dict(PrivacyConfig, raw.get("privacy"), "privacy"))
+                    train=from_dict(TrainConfig, train_raw, "train"),
+                    privacy=from_dict(PrivacyConfig, raw.get("privacy"), "privacy"), notes=notes)
     if cfg.train.eval_every_kimg is not None:
         METRICS.get(cfg.train.eval_metric)  # unknown name -> error listing the valid ones
     return cfg
@@ -160,11 +170,21 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def source_slug(source: str) -> str:
+    """A flat, safe name for a data source: ``mnist``; ``folder:~/photos/`` and ``./photos`` -> ``photos``."""
+    prefix, sep, rest = source.partition(":")
+    path = rest if sep and prefix in ("folder", "idx", "npz") else source
+    if any(c in source for c in "/\\~.") or sep:
+        name = Path(os.path.expanduser(path.rstrip("/\\"))).resolve().name or "data"
+        name = Path(name).stem if name.lower().endswith(".npz") else name
+    else:
+        name = source
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "data"
+
+
 def default_out(cfg: RunConfig) -> Path:
-    """``runs/<model>-<data>``, with ``-2``, ``-3`` ... when taken."""
-    src = cfg.data.source.split(":", 1)
-    name = src[0] if len(src) == 1 else f"{src[0]}-{Path(src[1]).name or 'data'}"
-    base = Path("runs") / f"{cfg.model_name}-{name}"
+    """``runs/<model>-<data>``, with ``-2``, ``-3`` ... when taken; always one folder under ``runs/``."""
+    base = Path("runs") / f"{cfg.model_name}-{source_slug(cfg.data.source)}"
     path, i = base, 1
     while path.exists() and any(path.iterdir()):
         i += 1
@@ -191,8 +211,19 @@ def info(path: str | Path) -> dict:
         out["train_time_s"] = last.get("time_s")
         out["final"] = {k: v for k, v in last.items() if k.startswith(("loss/", "elbo", "D/"))
                         and isinstance(v, (int, float))}
-    if damaged:
-        out["damaged_lines"] = {str(metrics): damaged}
+    periodic = [r for r in records if any(k.startswith("eval/") for k in r)]
+    evals, damaged_eval = read_jsonl(p / "eval.jsonl")
+    scores = {}  # the latest value of each metric; `ganvae eval`'s full protocol wins over the periodic one
+    if periodic:
+        scores.update({k.removeprefix("eval/"): {"value": v, "step": periodic[-1].get("step"),
+                                                 "source": "periodic (train.eval_n samples)"}
+                       for k, v in periodic[-1].items() if k.startswith("eval/")})
+    scores.update({r["metric"]: {"value": r.get("value"), "step": r.get("step"), "source": "ganvae eval"}
+                   for r in evals if "metric" in r})
+    if scores:
+        out["scores"] = scores
+    if damaged or damaged_eval:
+        out["damaged_lines"] = {str(path): n for path, n in ((metrics, damaged), (p / "eval.jsonl", damaged_eval)) if n}
     running = lock_holder(p)
     out["running"] = f"process {running}" if running else None
     rj = read_run_json(p)

@@ -49,16 +49,21 @@ def test_save_load_round_trip(name, tmp_path):
     for ph in m.phases():  # move BatchNorm statistics away from their defaults
         if ph.real_data:
             ph.loss(fixed_batch(3, 16), torch.Generator().manual_seed(0))
-    save_model(m, tmp_path / "model", extra={"step": 7})
-    loaded = load_model(tmp_path)  # a "run folder" holding model/
-    assert loaded.registered_name == name and loaded.meta["step"] == 7
-    assert loaded.config == m.config
-    sd_a, sd_b = m.state_dict(), loaded.state_dict()
-    assert sd_a.keys() == sd_b.keys()
-    for k in sd_a:
-        assert torch.equal(sd_a[k], sd_b[k]), k
-    torch.testing.assert_close(m.sample(4, seed=5), loaded.sample(4, seed=5), rtol=0, atol=0)
-    assert not any(p.suffix == ".pt" for p in (tmp_path / "model").iterdir())  # no pickle in the export
+    save_model(m, tmp_path / "model", extra={"step": 7})  # the inference export: the model's inference_modules()
+    save_model(m, tmp_path / "full" / "model", inference_only=False)  # everything, D included
+    for folder, parts in ((tmp_path, m.inference_modules()), (tmp_path / "full", None)):
+        loaded = load_model(folder)  # a "run folder" holding model/
+        assert loaded.registered_name == name and loaded.config == m.config
+        sd_a, sd_b = m.state_dict(), loaded.state_dict()
+        assert sd_a.keys() == sd_b.keys()
+        saved = [k for k in sd_a if parts is None or k.split(".")[0] in parts]
+        assert set(loaded.meta["parts"]) == {k.split(".")[0] for k in saved}
+        for k in saved:
+            assert torch.equal(sd_a[k], sd_b[k]), k
+        torch.testing.assert_close(m.sample(4, seed=5), loaded.sample(4, seed=5), rtol=0, atol=0)
+        assert loaded.has_discriminator == (m.has_discriminator and parts is None)  # no D in the inference export
+        assert not any(p.suffix == ".pt" for p in (folder / "model").iterdir())  # no pickle in the export
+    assert load_model(tmp_path).meta["step"] == 7
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -13,7 +13,7 @@ from ganvae.training import checkpoint as ckpt
 from helpers import train_tiny
 
 FIELDS = {"metric", "value", "feature_net", "n_generated", "n_reference", "reference_split", "step", "seed",
-          "floor", "ceiling"}
+          "real_data", "untrained", "lower_is_better", "reading"}
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +26,13 @@ def vae_run(tmp_path_factory):
     return train_tiny(tmp_path_factory.mktemp("ev") / "vae", "mlp-vae", steps=100, batch_size=32, latent_dim=4).path
 
 
-def test_eval_writes_records_with_protocol_floor_and_ceiling(gan_run, capsys):
+def test_eval_writes_records_with_protocol_and_both_references(gan_run, capsys):
     code = main(["eval", str(gan_run), "--metrics", "fid,kid,pr,dc,is,modes", "--n", "150",
                  "--kid-subset-size", "100"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "floor: real train" in out and "fid" in out and "features: mnist" in out
+    assert "real data" in out and "untrained" in out and "fid (lower is better)" in out and "features: mnist" in out
+    assert "KID subsets of 100;" in out
     recs = [json.loads(x) for x in (gan_run / "eval.jsonl").read_text().splitlines()]
     by = {r["metric"]: r for r in recs}
     for key in ("fid", "kid", "precision", "recall", "density", "coverage", "is", "modes_covered"):
@@ -41,13 +42,18 @@ def test_eval_writes_records_with_protocol_floor_and_ceiling(gan_run, capsys):
     assert fid["feature_net"] == "mnist" and fid["n_generated"] == 150 and fid["reference_split"] == "test"
     assert fid["n_reference"] == 150 and fid["step"] == 30 and fid["seed"] == 0
     # real train vs test is far better than an untrained generator; a 30-step tiny model is no better than
-    # the floor (it may still sit near the ceiling, so only the floor side is asserted for it)
-    assert fid["floor"] < fid["ceiling"] / 3
-    assert fid["floor"] < fid["value"]
+    # real data (it may still sit near the untrained value, so only the real-data side is asserted for it)
+    assert fid["real_data"] < fid["untrained"] / 3
+    assert fid["real_data"] < fid["value"]
     # an untrained generator collapses to one point: it may sit inside the real manifold (precision can be
     # high, a known weakness of k-NN precision) but it covers nothing of it
-    assert by["recall"]["floor"] > by["recall"]["ceiling"] + 0.5
-    assert by["coverage"]["floor"] > by["coverage"]["ceiling"] + 0.5
+    assert by["recall"]["real_data"] > by["recall"]["untrained"] + 0.5
+    assert by["coverage"]["real_data"] > by["coverage"]["untrained"] + 0.5
+    assert by["kid"]["kid_subset_size"] == 100 and "subsets of 100" in by["kid"]["protocol"]
+    assert fid["lower_is_better"] is True and by["recall"]["lower_is_better"] is False
+    assert fid["reading"].startswith(f"FID {fid['value']:.3g}: ") and fid["reading"] in out
+    for r in recs:  # the old names stay as aliases for older readers
+        assert r["floor"] == r["real_data"] and r["ceiling"] == r["untrained"]
 
 
 def test_eval_is_repeatable(gan_run):
@@ -63,14 +69,16 @@ def test_vae_nll(vae_run):
 
     recs = {r["metric"]: r for r in evaluate(vae_run, "nll", n=50, k=20, write=False, log=None)}
     assert recs["nll"]["value"] <= -recs["elbo"]["value"] + 1e-6   # L_k >= ELBO
-    assert recs["nll"]["value"] < recs["nll"]["ceiling"]            # trained beats untrained
-    assert recs["nll"]["floor"] is None
+    assert recs["nll"]["value"] < recs["nll"]["untrained"]          # trained beats untrained
+    assert recs["nll"]["real_data"] is None
+    assert recs["nll"]["reading"] == f"NLL {recs['nll']['value']:.3g}: better than an untrained generator " \
+                                     f"({recs['nll']['untrained']:.3g})"
 
 
 @pytest.mark.parametrize("args, needle", [
     (["--metrics", "nope"], "unknown metric 'nope'"),
     (["--feature-net", "nope"], "unknown feature net 'nope'"),
-    (["--metrics", "kid", "--n", "50"], "fewer than the KID subset size"),
+    (["--metrics", "kid", "--kid-subset-size", "1"], "--kid-subset-size 1: expected at least 2"),
     (["--metrics", "nll"], "needs a VAE"),
     (["--feature-net", "inception"], "--inception-weights"),
 ])

@@ -140,8 +140,8 @@ def test_eval_mig_and_dci_on_shapes(shapes_vae, capsys):
     recs = {r["metric"]: r for r in evaluate(shapes_vae, "mig,dci", n=40, write=False, log=None)}
     for key in ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness"):
         assert key in recs, key
-        assert recs[key]["n_reference"] == 40 and recs[key]["floor"] is None
-        assert recs[key]["ceiling"] is not None  # the untrained encoder
+        assert recs[key]["n_reference"] == 40 and recs[key]["real_data"] is None
+        assert recs[key]["untrained"] is not None  # the untrained encoder
     assert 0 <= recs["mig"]["value"] <= 1
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import torch
 from ..config import merge, read_yaml, write_yaml
 from ..data import describe, load_data
 from ..errors import GanvaeError
-from ..export import save_model
+from ..export import check_graph_format, export_graph, load_model, save_model
 from ..metrics import TrainingEvaluator
 from ..models import MODELS, build, footprint
 from ..privacy import plugins as privacy_plugins
@@ -83,21 +86,25 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
     if resume:
         raw = _resume_raw(out, model, data, options, set)
     else:
-        raw = compose(config, {"model": model, "data": data, **options}, set)
+        raw = compose(_config_for(config, model, log), {"model": model, "data": data, **options}, set)
     cfg = resolve(raw)
+    for note in cfg.notes:  # choices made for the user: stderr (stdout may be a --dry-run YAML)
+        warnings.warn(note, stacklevel=2)
     splits = load_data(cfg.data, progress=progress)
     cfg = fill_from_data(cfg, splits.meta)
     cfg.privacy, cfg.model = prepare_privacy(cfg.privacy, MODELS.get(cfg.model_name).model_class, cfg.model,
                                              cfg.train, int(splits.meta["n_train"]), cfg.model_name)
-    if dry_run:
+    check_model_size(cfg.model_name, cfg.model, cfg.train.batch_size)  # what the real run refuses, dry or not
+    check_batch_fits(cfg.train.batch_size, int(splits.meta["n_train"]))
+    if dry_run:  # the config as YAML on stdout (`--dry-run > my.yaml` is a valid --config); the summary on stderr
         import yaml
         log(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
-        log(describe(splits))
+        print(describe(splits), file=sys.stderr)
         return cfg
-    check_model_size(cfg.model_name, cfg.model, cfg.train.batch_size)
     world = distributed.from_env()  # several processes under torchrun; rank 0 writes the files
     distributed.check_batch(world, cfg.train.batch_size)
     out = Path(out) if out is not None else default_out(cfg)
+    fresh = not resume and not out.exists()
     lock = None
     if world.is_main:  # one writer per run folder: a second train/resume/overwrite of it is refused
         lock = RunLock(out, "--resume" if resume else "--out").acquire() if out.is_dir() else None
@@ -114,9 +121,32 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
             return _train(cfg, splits, out, resume, progress and world.is_main, log, device, world)
         finally:
             distributed.teardown(world)
+    except (GanvaeError, KeyboardInterrupt):
+        if fresh and world.is_main and out.is_dir() and {p.name for p in out.iterdir()} <= {".lock"}:
+            shutil.rmtree(out, ignore_errors=True)  # refused or stopped before anything was written: no empty folder
+        raise
     finally:
         if lock is not None:
             lock.release()
+
+
+def _config_for(config, model: str | None, log):
+    """The ``--config`` to start from; when ``--model`` names another model than the config's, the config's
+    ``model:`` section (that model's options) is left out, and a note says so."""
+    if config is None or model is None:
+        return config
+    raw = dict(config) if isinstance(config, dict) else read_yaml(config, SECTIONS)
+    theirs = (raw.get("model") or {}).get("name")
+    if theirs is not None and theirs != model:
+        warnings.warn(f"--model {model}: the config's model: section (options of {theirs}) is not used", stacklevel=3)
+        raw["model"] = {}
+    return raw
+
+
+def check_batch_fits(batch_size: int, n_train: int) -> None:
+    if n_train < batch_size:
+        raise GanvaeError(f"train.batch_size {batch_size} is larger than the {n_train} training images; "
+                          f"lower --batch-size (at most {n_train})")
 
 
 def check_model_size(name: str, model_cfg, batch_size: int) -> None:
@@ -218,17 +248,22 @@ def _train(cfg: RunConfig, splits, out: Path, resume: bool, progress: bool, log,
     if progress:
         log(f"{'resuming' if resume else 'training'} {cfg.model_name} on {cfg.data.source} "
             f"({splits.meta['n_train']} train images, {splits.meta['channels']}x{splits.meta['image_size']}x"
-            f"{splits.meta['image_size']}) from step {trainer.step} to {tc.steps} on {device}"
-            + (f" x {world.size} processes" if world.active else "") + f" -> {out}")
-    t0 = time.perf_counter()
+            f"{splits.meta['image_size']}" + (", the folder default size: --image-size S to choose"
+                                               if splits.meta.get("default_size") else "")
+            + f") from step {trainer.step} to {tc.steps} on {device}"
+            + (f" x {world.size} processes" if world.active else "") + f" -> {out}"
+            + (f"; time budget {tc.max_minutes:g} min" + (" (--max-minutes M to change it)" if resume else "")
+               if tc.max_minutes else ""))
+    t0, images0 = time.perf_counter(), trainer.images_seen
     result = trainer.run(tc.steps, progress=progress)
     path = _finish(trainer, cfg, splits, out, log, run_info)
     run = Run(out, cfg, trainer.step, trainer.images_seen, trainer.train_seconds, result["stopped"], result["last"],
               trainer.interrupted_by)
     if progress:
         why = f" (stopped: {run.stopped})" if run.stopped else ""
-        log(f"done{why}: step {run.step}, {run.images_seen / 1000:.1f}k images in "
-            f"{time.perf_counter() - t0:.0f}s; samples {run.samples[-1] if run.samples else None}; model "
+        total = f" ({run.images_seen / 1000:.1f}k in all)" if images0 else ""
+        log(f"done{why}: step {run.step}, {(run.images_seen - images0) / 1000:.1f}k images in "
+            f"{time.perf_counter() - t0:.0f}s{total}; samples {run.samples[-1] if run.samples else None}; model "
             f"{run.model_path}; checkpoint {out / 'checkpoints' / 'latest.pt'}" + (f"; report {path}" if path else ""))
     return run
 
@@ -261,9 +296,13 @@ def _exported_step(out: Path) -> int | None:
         return None
 
 
-def export(run: str | Path, log=print) -> Path:
-    """Rebuild ``RUN/model/`` (and the report) from the run's latest checkpoint, e.g. after a crash between
-    the last checkpoint and the export."""
+def export(run: str | Path, log=print, format: str | None = None) -> Path:
+    """Rebuild ``RUN/model/`` (the inference export, its card, and the report) from the run's latest checkpoint,
+    e.g. after a crash between the last checkpoint and the export. ``format`` "onnx" or "torchscript": also
+    write the generator as ``model/generator.onnx`` or ``model/generator.pt`` (latent codes -> images in
+    [0, 1]), checked against the model after loading it back."""
+    if format is not None:
+        check_graph_format(format)  # before the rebuild: a missing package is one line, not a late traceback
     run = Path(run)
     cfg = read_config(run)
     splits = load_data(cfg.data, progress=False)
@@ -274,5 +313,7 @@ def export(run: str | Path, log=print) -> Path:
         trainer = _trainer(cfg, splits, run, torch.device("cpu"), distributed.SINGLE)
         trainer.resume()
         _finish(trainer, cfg, splits, run, log, {})
-    log(f"exported step {trainer.step} of {run} to {run / 'model'}")
+        log(f"exported step {trainer.step} of {run} to {run / 'model'}")
+        if format is not None:
+            export_graph(load_model(run / "model"), run / "model", format, log=log)
     return run / "model"

@@ -21,7 +21,7 @@ class DataConfig:
     """
 
     source: str = "mnist"
-    image_size: int | None = None  # None: native size (folder: 64); else square, resized + centre-cropped
+    image_size: int | None = None  # None: the source's size (a folder of images: 64); else square, resized + centre-cropped
     channels: int | None = None  # None: native channels; else 1 or 3
     holdout: float = 0.1  # test share when the source has no test split of its own
     split_seed: int = 0

@@ -210,6 +210,8 @@ def load_folder(path: str, cfg: DataConfig, progress: bool = True) -> SourceData
         notes["skipped_examples"] = info["skipped_examples"]
     if info.get("unlabelled_reason"):
         notes["unlabelled_reason"] = info["unlabelled_reason"]
+    if cfg.image_size is None:
+        notes["default_size"] = DEFAULT_SIZE  # said in the data summary: folders have no one native size
     class_names = info.get("class_names")
     return SourceData(
         train=ImageData(

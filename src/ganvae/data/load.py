@@ -124,6 +124,8 @@ def describe(splits: DataSplits) -> str:
         extras.append(f"{m['n_skipped']} unreadable files skipped")
     if m.get("cache"):
         extras.append(f"cache {m['cache']}")
+    if m.get("default_size"):
+        extras.append(f"images resized to the folder default {m['default_size']} px (--image-size S to choose)")
     if extras:
         lines.append("  notes: " + "; ".join(extras))
     return "\n".join(lines)

@@ -112,6 +112,7 @@ def render(factors: np.ndarray | torch.Tensor, size: int = DEFAULT_SIZE, chunk_p
 
 
 def load_shapes(cfg: DataConfig, progress: bool = True) -> SourceData:
+    """Coloured shapes on black with known factors (shape, scale, rotation, x, y, hue); data.n images."""
     n = cfg.n if cfg.n is not None else DEFAULT_N
     size = cfg.image_size if cfg.image_size is not None else DEFAULT_SIZE
     f = sample_factors(n, cfg.split_seed)

@@ -4,6 +4,9 @@
     is, modes                                               on the feature net's class outputs
     nll                                                     VAE likelihood bounds
 
+Every value is printed beside real data and an untrained generator, with its direction and a reading in
+words (``reading.py``); slow stages show bars and an up-front estimate on stderr (``progress.py``).
+
 Feature nets (``features.py``) need no download: domain classifiers trained by the
 project and shipped as safetensors, and EfficientNet-Lite0 from PyPI packages.
 """

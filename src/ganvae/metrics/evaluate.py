@@ -2,10 +2,13 @@
 
 Protocol (written into every record): ``n_generated`` samples from the model (latent seed
 ``seed``) against ``n_reference`` images of the data split ``reference_split`` (a seeded
-subset when the split is larger), features from ``feature_net``. The floor is the same
+subset when the split is larger), features from ``feature_net``. ``real_data`` is the same
 metric with real *training* images (as many as generated) in place of the samples: what a
-perfect generator that memorised nothing would score. The ceiling uses an untrained
-generator (``untrained``, built by the caller from the same config and seed).
+generator that reproduced the data without memorising it would score (older records: ``floor``).
+``untrained`` uses an untrained generator (built by the caller from the same config and seed;
+older records: ``ceiling``); it is a reference point, not a bound. Each record also carries
+``lower_is_better`` and ``reading``, the value in words (:mod:`ganvae.metrics.reading`); the
+returned records (and RUN/eval.jsonl) keep ``floor``/``ceiling`` as aliases for older readers.
 
 This module takes loaded objects and returns records; reading and writing run folders
 (``RUN/eval.jsonl``) is :func:`ganvae.api.evaluate`'s.
@@ -20,6 +23,8 @@ import time
 import torch
 
 from ..errors import GanvaeError
+from .progress import OFF, Feedback, duration
+from .reading import better_word, read_score
 from .registry import METRICS, EvalInputs, Side
 
 DOMAIN_NETS = {"digits": "mnist", "shapes": "shapes"}  # data meta "domain" -> the feature net trained for it
@@ -53,7 +58,7 @@ def parse_metrics(spec: str | list[str]) -> list[str]:
 
 
 def reference(splits, split: str, n: int, seed: int, net, *, k: int = 5000, kid_subset_size: int = 1000,
-              binarize: bool = False) -> tuple[Side, dict]:
+              binarize: bool = False, feedback: Feedback = OFF) -> tuple[Side, dict]:
     """The reference side (a seeded subset of ``split``) and the options every metric reads.
 
     One builder for ``evaluate`` and the periodic :class:`TrainingEvaluator`, so both score the same way.
@@ -62,10 +67,10 @@ def reference(splits, split: str, n: int, seed: int, net, *, k: int = 5000, kid_
     if data.images.shape[0] < 2:
         raise GanvaeError(f"data split {split!r} of {splits.meta.get('source')} has {data.images.shape[0]} images; "
                           "nothing to compare")
-    ref = Side(subset(data.images, n, seed).float() / 255, net)
+    ref = Side(subset(data.images, n, seed).float() / 255, net, feedback=feedback, label=f"{split} images")
     opts = {"seed": seed, "k": k, "kid_subset_size": kid_subset_size, "binarize": binarize,
             "factors": None if data.factors is None else subset(data.factors, n, seed),  # mig/dci: same rows
-            "ref_labels": (subset(data.labels, n, seed)  # cacc's floor: the reference images' classes
+            "ref_labels": (subset(data.labels, n, seed)  # cacc's real-data value: the reference images' classes
                            if data.labels is not None and data.labels.dim() == 1 else None)}
     return ref, opts
 
@@ -78,14 +83,32 @@ def check(names: list[str], model, opts: dict) -> None:
             fn(model, opts)
 
 
+def kid_subset(asked: int, available: dict[str, int]) -> tuple[int, str]:
+    """The KID subset size for every side: ``asked``, or what the smallest side has; and why, when it is less.
+
+    ``available``: {what limits a side, a format string ("the test split has {} images"): its number of images}.
+    Refuses only below 2 (KID's minimum).
+    """
+    if isinstance(asked, bool) or not isinstance(asked, int) or asked < 2:
+        raise GanvaeError(f"--kid-subset-size {asked}: expected at least 2")
+    why, have = min(available.items(), key=lambda kv: kv[1])
+    if have < 2:
+        raise GanvaeError(f"kid: {why.format(have)}; KID needs at least 2 images on each side")
+    if have >= asked:
+        return asked, ""
+    return have, f"not {asked}: {why.format(have)}"
+
+
 def evaluate(model, splits, *, metrics: str | list[str] = "fid,kid,pr,dc", n: int = 10000,
              feature_net: str = "auto", split: str = "test", seed: int = 0, k: int = 5000,
              kid_subset_size: int = 1000, untrained=None, binarize: bool = False, inception_weights: str | None = None,
-             device: str = "cpu", model_path: str | None = None, log=print) -> list[dict]:
+             device: str = "cpu", model_path: str | None = None, log=print, progress: bool = True) -> list[dict]:
     """Score ``model`` against ``splits`` (:class:`ganvae.data.DataSplits`); one record per value.
 
-    ``untrained``: the same model untrained (for the ceiling column; None: no baselines).
+    ``untrained``: the same model untrained (for the real-data and untrained columns; None: no baselines).
     ``binarize``: nll on binarised images, as the run trained. ``model_path`` goes into the records.
+    ``progress``: bars and up-front estimates of slow stages on stderr (never when ``log`` is None).
+    KID subsets shrink to what the smallest side has (the protocol and the table header say so).
     """
     from .features import get_feature_net
 
@@ -98,47 +121,89 @@ def evaluate(model, splits, *, metrics: str | list[str] = "fid,kid,pr,dc", n: in
     uses_features = any(METRICS.get(m).uses in ("features", "logits", "conditional") for m in names)
     net = get_feature_net(net_name, device=device, **({"weights_path": inception_weights}
                                                        if net_name == "inception" else {})) if uses_features else None
-    n_ref = min(n, getattr(splits, split).images.shape[0])
-    if "kid" in names and n_ref < kid_subset_size:
-        raise GanvaeError(f"kid: {n_ref} samples are fewer than the KID subset size "
-                          f"{kid_subset_size}; raise --n or lower --kid-subset-size")
-    ref, opts = reference(splits, split, n, seed, net, k=k, kid_subset_size=kid_subset_size, binarize=binarize)
+    n_split, n_train = getattr(splits, split).images.shape[0], splits.train.images.shape[0]
+    have = {"--n is {}": n, f"the {split} split has {{}} images": n_split}
+    if untrained is not None:
+        have["the train split (real data) has {} images"] = n_train
+    kid_size, kid_note = kid_subset(kid_subset_size, have) if "kid" in names else (kid_subset_size, "")
+    fb = Feedback(progress and log is not None, device)
+    ref, opts = reference(splits, split, n, seed, net, k=k, kid_subset_size=kid_size, binarize=binarize, feedback=fb)
+    opts["kid_note"] = kid_note
     check(names, model, opts)
 
     t0 = time.perf_counter()
-    sides = {"value": EvalInputs(Side(model.sample(n, seed=seed).cpu(), net), ref, model, opts)}
+    sides = {"value": EvalInputs(_sample(model, n, seed, net, fb, "model"), ref, model, opts)}
     if untrained is not None:
-        floor_imgs = subset(splits.train.images, n, seed + 1).float() / 255
-        sides["floor"] = EvalInputs(Side(floor_imgs, net), ref, None, opts)
-        sides["ceiling"] = EvalInputs(Side(untrained.sample(n, seed=seed).cpu(), net), ref, untrained, opts)
+        real = Side(subset(splits.train.images, n, seed + 1).float() / 255, net, feedback=fb, label="real data")
+        sides["real_data"] = EvalInputs(real, ref, None, opts)
+        sides["untrained"] = EvalInputs(_sample(untrained, n, seed, net, fb, "untrained"), ref, untrained, opts)
+    _plan(fb, names, sides, n, k, uses_features)
     records = [rec for m in names for rec in _score(m, sides, dict(
         feature_net=net_name, n_generated=sides["value"].gen.images.shape[0], n_reference=ref.images.shape[0],
         reference_split=split, step=(getattr(model, "meta", None) or {}).get("step"), seed=seed,
         model_path=model_path), k, binarize)]
     if log:
-        log(format_table(records, net_name, time.perf_counter() - t0))
+        log(format_table(records, net_name, time.perf_counter() - t0, kid_note))
     return records
+
+
+def _sample(model, n: int, seed: int, net, fb: Feedback, label: str) -> Side:
+    """``n`` samples of ``model`` as a side (one bar step: ``model.sample`` reports no progress of its own)."""
+    with fb.bar(n, f"sampling: {label}") as bar:
+        images = model.sample(n, seed=seed).cpu()
+        bar.update(n)
+    return Side(images, net, feedback=fb, label=label)
+
+
+def _plan(fb: Feedback, names: list[str], sides: dict[str, EvalInputs], n: int, k: int, uses_features: bool):
+    """The stages whose first chunk is timed: feature extraction (all sides) and the nll bound (model sides)."""
+    specs = [METRICS.get(m) for m in names]
+    passes = any(s.uses == "features" for s in specs) + any(s.uses in ("logits", "conditional") for s in specs)
+    if uses_features and passes:
+        n_ref = next(iter(sides.values())).ref.images.shape[0]
+        per_n = sum(x.gen.images.shape[0] for x in sides.values()) / n  # sides that scale with --n
+        imgs = passes * (n_ref + per_n * n)
+        small = min(n, 1000)
+        small_imgs = passes * (min(n_ref, small) + per_n * small)
+        fb.plan("features", imgs, f"{imgs:.0f} images through the {next(iter(sides.values())).gen.net.name} "
+                f"feature net", lambda rate: (f"--n {small} takes {duration(rate * small_imgs)}"
+                                              if small < n else None))
+    if "nll" in names:
+        n_ref = next(iter(sides.values())).ref.images.shape[0]
+        runs = 1 + ("untrained" in sides)
+        n2, k2 = min(n_ref, 1000), min(k, 1000)
+        fb.plan("nll", runs * n_ref * k, f"{n_ref} images at k={k}" + (" (model and untrained)" if runs > 1 else ""),
+                lambda rate: (f"--n {n2} --k {k2} takes {duration(rate * runs * n2 * k2)}"
+                              if (n2, k2) != (n_ref, k) else None))
 
 
 def _score(m: str, sides: dict[str, EvalInputs], protocol: dict, k: int, binarize: bool) -> list[dict]:
     """Metric ``m`` on every side; one record per key it returns."""
     spec = METRICS.get(m)
     results = {which: spec.compute(inputs) for which, inputs in sides.items()
-               if not (which == "floor" and spec.uses == "model")}  # a likelihood has no "real data" floor
+               if not (which == "real_data" and spec.uses == "model")}  # a likelihood has no real-data value
+    opts = sides["value"].opts
+    note = {"nll": f"; k={k}" + ("; binarised" if binarize else ""),
+            "kid": f"; subsets of {opts['kid_subset_size']}" + (f" ({opts['kid_note']})" if opts["kid_note"] else "")
+            }.get(m, "")
     out = []
-    for key in spec.keys:
+    for key, lower in zip(spec.keys, spec.lower_is_better):
         if key not in results["value"]:
             continue
+        value, real, unt = (results.get(w, {}).get(key) for w in ("value", "real_data", "untrained"))
         out.append({
             "metric": key,
-            "value": results["value"][key],
-            "floor": results.get("floor", {}).get(key),
-            "ceiling": results.get("ceiling", {}).get(key),
+            "value": value,
+            "real_data": real,        # real train images scored the same way (older records: "floor")
+            "untrained": unt,         # the same model untrained (older records: "ceiling"; not a bound)
+            "floor": real, "ceiling": unt,  # the old names, kept for readers of older records
+            "lower_is_better": lower,
+            "reading": read_score(key, value, real, unt, lower) if key in spec.headlines() else None,
             **protocol,
             "feature_net": protocol["feature_net"] if spec.uses != "model" else None,
             "n_generated": protocol["n_generated"] if spec.uses != "model" else 0,
-            "protocol": spec.summary + (f"; k={k}" if m == "nll" else "") + ("; binarised" if m == "nll" and binarize
-                                                                              else ""),
+            **({"kid_subset_size": opts["kid_subset_size"]} if m == "kid" else {}),
+            "protocol": spec.summary + note,
             "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         })
     return out
@@ -152,16 +217,26 @@ def _fmt(v) -> str:
     return f"{v:.4g}"
 
 
-def format_table(records: list[dict], net_name: str | None, seconds: float) -> str:
+def format_table(records: list[dict], net_name: str | None, seconds: float, kid_note: str = "") -> str:
+    """The printed scores: a header with the protocol, one row per value with its direction, then the headline
+    values in words."""
     if not records:
         return "no results"
     r0 = records[0]
+    kid = next((r["kid_subset_size"] for r in records if r.get("kid_subset_size")), None)
     head = (f"{r0['n_generated'] or r0['n_reference']} samples vs {r0['n_reference']} {r0['reference_split']} images; "
-            f"features: {net_name}; step {r0['step']}; seed {r0['seed']}; {seconds:.0f}s")
-    rows = [("metric", "model", "floor: real train", "ceiling: untrained")]
-    rows += [(r["metric"], _fmt(r["value"]), _fmt(r["floor"]), _fmt(r["ceiling"])) for r in records]
+            f"features: {net_name}; step {r0['step']}; seed {r0['seed']}"
+            + (f"; KID subsets of {kid}" + (f", {kid_note}" if kid_note else "") if kid else "") + f"; {seconds:.0f}s")
+    rows = [("metric", "model", "real data", "untrained")]
+    rows += [(f"{r['metric']} ({better_word(r.get('lower_is_better'))})" if r.get("lower_is_better") is not None
+              else r["metric"], _fmt(r["value"]), _fmt(r.get("real_data", r.get("floor"))),
+              _fmt(r.get("untrained", r.get("ceiling")))) for r in records]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    if any(row[2] != "-" or row[3] != "-" for row in rows[1:]):
+        lines.append("real data: real train images scored the same way; untrained: the same model before training "
+                     "(not a bound)")
+    lines += [f"  {r['reading']}" for r in records if r.get("reading")]  # the headline values in words
     return "\n".join(lines)
 
 

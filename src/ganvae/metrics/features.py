@@ -92,15 +92,18 @@ class FeatureNet:
 
     # -- the interface ----------------------------------------------------------------------------
 
-    def features(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        """``(B, C, H, W)`` images in [0, 1] -> ``(B, dim)`` float32 CPU tensor."""
-        return self._run(images, self._features, self.dim, batch_size)
+    def features(self, images: torch.Tensor, batch_size: int | None = None, progress=None) -> torch.Tensor:
+        """``(B, C, H, W)`` images in [0, 1] -> ``(B, dim)`` float32 CPU tensor.
 
-    def logits(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor | None:
+        ``progress``: a :class:`~ganvae.metrics.progress.Bar` (or anything with ``update(n)``), told after each batch.
+        """
+        return self._run(images, self._features, self.dim, batch_size, progress)
+
+    def logits(self, images: torch.Tensor, batch_size: int | None = None, progress=None) -> torch.Tensor | None:
         """``(B, num_classes)`` float32 class logits, or None for nets without a classifier."""
         if self.num_classes is None:
             return None
-        return self._run(images, self._logits, self.num_classes, batch_size)
+        return self._run(images, self._logits, self.num_classes, batch_size, progress)
 
     # -- for subclasses ---------------------------------------------------------------------------
 
@@ -148,7 +151,7 @@ class FeatureNet:
         # channels_last throughout (the nets are converted too): faster convolutions on the CPU
         return x.contiguous(memory_format=torch.channels_last)
 
-    def _run(self, images, fn, width: int, batch_size: int | None) -> torch.Tensor:
+    def _run(self, images, fn, width: int, batch_size: int | None, progress=None) -> torch.Tensor:
         images = self._check(images)
         bs = self.batch_size if batch_size is None else batch_size
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
@@ -162,6 +165,8 @@ class FeatureNet:
             for i in range(0, n, bs):
                 y = fn(self.prepare(images[i : i + bs]))
                 out[i : i + y.shape[0]] = y.float().cpu()
+                if progress is not None:
+                    progress.update(y.shape[0])
         return out
 
 

@@ -23,12 +23,16 @@ from ..util.modes import eval_mode
 
 
 @torch.no_grad()
-def log_weights(parts, x: torch.Tensor, k: int, generator: torch.Generator, chunk: int = 1000) -> torch.Tensor:
+def log_weights(parts, x: torch.Tensor, k: int, generator: torch.Generator, chunk: int = 1000,
+                on_chunk=None) -> torch.Tensor:
     """x (B, C, H, W) in [0, 1] -> log w (B, k).
 
-    ``parts``: ``(encoder, decoder, likelihood)``, what ``model.bound_parts(labels)`` gives.
+    ``parts``: ``(encoder, decoder, likelihood[, log_prior])``, what ``model.bound_parts(labels)`` gives;
+    ``log_prior(z)`` ((N, D) -> (N,)) is the model's prior log density, N(0, I) when absent. ``on_chunk(units)``:
+    called after each chunk of importance samples with the image-samples it evaluated (B * chunk), for timing.
     """
-    encoder, decoder, likelihood = parts
+    encoder, decoder, likelihood = parts[:3]
+    log_prior = parts[3] if len(parts) > 3 else standard_normal_log_prob  # the model's prior; N(0, I) default
     q = DiagonalGaussian(encoder(x))
     out = []
     for start in range(0, k, chunk):
@@ -38,25 +42,30 @@ def log_weights(parts, x: torch.Tensor, k: int, generator: torch.Generator, chun
         zf = z.reshape(-1, z.shape[-1])                                     # (m*B, D)
         xr = x.unsqueeze(0).expand(m, *x.shape).reshape(-1, *x.shape[1:])  # (m*B, C, H, W)
         log_px = likelihood.log_prob(xr, decoder(zf))                      # (m*B,)
-        log_pz = standard_normal_log_prob(zf)
+        log_pz = log_prior(zf)
         log_qz = (-0.5 * (eps ** 2 + q.logvar + math.log(2 * math.pi))).sum(-1).reshape(-1)
         out.append((log_px + log_pz - log_qz).view(m, -1).T)                # (B, m)
+        if on_chunk is not None:
+            if start == 0 and x.device.type == "cuda":  # time finished work, not queued kernels
+                torch.cuda.synchronize(x.device)
+            on_chunk(m * x.shape[0])
     return torch.cat(out, dim=1)
 
 
 @torch.no_grad()
 def vae_bounds(model, images: torch.Tensor, k: int = 5000, batch_size: int | None = None, seed: int = 0,
-               binarize: bool = False) -> dict[str, float]:
+               binarize: bool = False, progress=None) -> dict[str, float]:
     """Mean ELBO and L_k over ``images`` (uint8 (N, C, H, W) or float in [0, 1]).
 
     ``binarize``: evaluate on a fixed Bernoulli(x) sample of the images (seeded), the
-    dynamically binarised MNIST protocol.
+    dynamically binarised MNIST protocol. ``progress``: a :class:`~ganvae.metrics.progress.Bar` over the
+    images; its first chunk of importance samples (image-samples as units) times the run.
     """
     with eval_mode(model):
-        return _bounds(model, images, k, batch_size, seed, binarize)
+        return _bounds(model, images, k, batch_size, seed, binarize, progress)
 
 
-def _bounds(model, images, k, batch_size, seed, binarize) -> dict[str, float]:
+def _bounds(model, images, k, batch_size, seed, binarize, progress=None) -> dict[str, float]:
     dev = next(model.parameters()).device
     parts = model.bound_parts()
     gen = torch.Generator(device=dev).manual_seed(seed)
@@ -72,7 +81,9 @@ def _bounds(model, images, k, batch_size, seed, binarize) -> dict[str, float]:
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
         if binarize:
             x = torch.bernoulli(x, generator=bin_gen)
-        lw = log_weights(parts, x.to(dev), k, gen)
+        lw = log_weights(parts, x.to(dev), k, gen, on_chunk=None if progress is None else progress.measure)
+        if progress is not None:
+            progress.update(x.shape[0], units=x.shape[0] * k)
         tot_elbo += lw.mean(dim=1).sum().item()
         tot_lk += (torch.logsumexp(lw, dim=1) - math.log(k)).sum().item()
     elbo, lk = tot_elbo / n, tot_lk / n

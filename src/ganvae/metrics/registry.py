@@ -13,6 +13,7 @@ import torch
 
 from ..errors import GanvaeError
 from ..registry import Registry
+from .progress import OFF, Feedback
 
 
 @dataclass
@@ -23,17 +24,27 @@ class Side:
     net: object            # a FeatureNet
     _feats: torch.Tensor | None = None
     _logits: torch.Tensor | None = None
+    feedback: Feedback = OFF  # progress bars (stage "features") while computing features and logits
+    label: str = ""           # what these images are, in the bars: "model", "real data", "untrained", ...
+
+    def bar(self, what: str, stage: str, total: int | None = None):
+        return self.feedback.bar(self.images.shape[0] if total is None else total, f"{what}: {self.label}", stage)
 
     @property
     def features(self) -> torch.Tensor:
         if self._feats is None:
-            self._feats = self.net.features(self.images).double()
+            with self.bar("features", "features") as bar:
+                self._feats = self.net.features(self.images, progress=bar).double()
         return self._feats
 
     @property
     def logits(self) -> torch.Tensor:
         if self._logits is None:
-            out = self.net.logits(self.images)
+            if getattr(self.net, "num_classes", None) is None:
+                out = None
+            else:
+                with self.bar("class outputs", "features") as bar:
+                    out = self.net.logits(self.images, progress=bar)
             if out is None:
                 raise GanvaeError(f"feature net {self.net.name!r} has no class outputs; "
                                   "use --feature-net mnist for is/modes")
@@ -43,7 +54,7 @@ class Side:
 
 @dataclass
 class EvalInputs:
-    gen: Side                 # the images under test (generated, or real train for the floor)
+    gen: Side                 # the images under test (generated, or real train images for "real data")
     ref: Side                 # the reference split
     model: object | None      # the generator (for model-based metrics like nll)
     opts: dict = field(default_factory=dict)
@@ -58,6 +69,10 @@ class Metric:
     uses: str                  # "features", "logits" or "model"
     summary: str
     check: Callable[[object, dict], None] | None = None  # (model, opts): raises before any scoring if it cannot run
+    headline: tuple[str, ...] | None = None  # keys read out in words after the table (None: all but *_std)
+
+    def headlines(self) -> tuple[str, ...]:
+        return self.headline if self.headline is not None else tuple(k for k in self.keys if not k.endswith("_std"))
 
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -70,7 +85,8 @@ def _fid(x: EvalInputs):
 
 def _kid(x: EvalInputs):
     from .kid import kid
-    size = x.opts.get("kid_subset_size", 1000)
+    # never more than either side has (evaluate() picks one size for all sides and says so in the protocol)
+    size = min(x.opts.get("kid_subset_size", 1000), x.gen.images.shape[0], x.ref.images.shape[0])
     return kid(x.gen.features, x.ref.features, subset_size=size, seed=x.opts.get("seed", 0))
 
 
@@ -132,7 +148,7 @@ def _factors_check(metric: str):
 def _cacc(x: EvalInputs):
     """Conditional accuracy: the share of samples of class c that the feature net's classifier calls c."""
     net = x.gen.net
-    if x.model is None:  # the floor: the classifier on real reference images with their true labels
+    if x.model is None:  # real data: the classifier on real reference images with their true labels
         y = x.opts.get("ref_labels")
         if y is None:
             return {}
@@ -156,8 +172,9 @@ def _nll(x: EvalInputs):
     from .likelihood import vae_bounds
     m = x.model
     _nll_check(m)
-    r = vae_bounds(m, x.ref.images, k=x.opts.get("k", 5000), seed=x.opts.get("seed", 0),
-                   binarize=x.opts.get("binarize", False))
+    with x.gen.bar("nll", "nll", total=x.ref.images.shape[0]) as bar:
+        r = vae_bounds(m, x.ref.images, k=x.opts.get("k", 5000), seed=x.opts.get("seed", 0),
+                       binarize=x.opts.get("binarize", False), progress=bar)
     return {"elbo": r["elbo"], "nll": r["nll"], "nll_bits_per_dim": r["nll_bits_per_dim"]}
 
 
@@ -177,7 +194,7 @@ METRICS.add("cacc", Metric(_cacc, ("cacc",), (False,), "conditional",
                            "classes balanced", check=_cacc_check))
 METRICS.add("nll", Metric(_nll, ("elbo", "nll", "nll_bits_per_dim"), (False, True, True), "model",
                           "VAE: held-out ELBO and importance-weighted bound L_k (Burda et al. 2016)",
-                          check=_nll_check))
+                          check=_nll_check, headline=("elbo", "nll")))
 
 
 def _codes_and_factors(x: EvalInputs, metric: str):

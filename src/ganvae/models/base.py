@@ -38,6 +38,7 @@ class Phase:
     loss: Callable[[Batch, torch.Generator], dict[str, torch.Tensor]]  # terms; "loss" is minimised
     repeats: int = 1                           # optimizer steps of this phase per training step
     real_data: bool = True                     # draws a real batch (and counts it in "images seen")
+    reuse_batch: bool = False                  # uses the real batch an earlier phase drew this step (not counted)
     weight_decay: float = 0.0
     # The loss split into (real_half(batch, gen) -> terms, fake_half(n, gen) -> terms): the part that sees
     # the real batch and the part that does not (a GAN's D: real and generated images). Their "loss" terms
@@ -57,6 +58,12 @@ class ModelConfigBase:
     channels: int | None = None     # 1 (grey) or 3 (RGB)
     num_classes: int | None = None  # for conditional models (later); recorded for all
     latent_dim: int = 64            # size of the latent code z
+
+    @classmethod
+    def fill_defaults(cls, raw: dict) -> list[str]:
+        """Fill, in the raw ``model:`` dict, options that another chosen option needs and the user left out;
+        return one note per filled option. Nothing by default."""
+        return []
 
 
 def check_base(config) -> None:
@@ -147,14 +154,21 @@ class GenerativeModel(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = None, *, net: nn.Module | None = None,
-               batch_size: int = 256, labels: torch.Tensor | int | list[int] | None = None) -> torch.Tensor:
+               batch_size: int = 256, labels: torch.Tensor | int | list[int] | None = None,
+               truncation: float | None = None) -> torch.Tensor:
         """``n`` images (n, C, H, W), float in [0, 1], on the model's device.
 
         Same ``seed`` -> same images (the codes come from a private generator; the
         global RNG is untouched). ``net`` replaces the generator network (the loop
         passes its EMA copy). ``labels`` (conditional models only): one class for all,
-        or one per image.
+        or one per image. A conditional model given no ``labels`` draws each image's class
+        uniformly at random from ``seed`` (the same seed gives the same classes).
+        ``truncation`` psi in (0, 1]: codes pulled toward the prior's mean, z -> mean + psi (z - mean)
+        (the truncation trick: fewer odd samples, less variety; the class of a conditional model is kept).
         """
+        if truncation is not None and not 0 < truncation <= 1:
+            from ..errors import GanvaeError
+            raise GanvaeError(f"truncation {truncation}: expected a number in (0, 1] (1: no truncation)")
         gen = torch.Generator(device=self.device)
         gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % (2**63)))
         if labels is not None:
@@ -167,11 +181,17 @@ class GenerativeModel(nn.Module):
             z = self.latent(n, gen, labels=labels)
         else:
             z = self.latent(n, gen)
+        if truncation is not None and truncation != 1:
+            z = self.truncate(z, truncation)
         net_ = net if net is not None else getattr(self, self.generator_name)
         with eval_mode(self, net_):
             out = [self.decode_latent(z[i:i + batch_size], net_) for i in range(0, n, batch_size)]
         return torch.cat(out).clamp_(0, 1) if out else z.new_zeros((0, self.config.channels,
                                                                      self.config.image_size, self.config.image_size))
+
+    def truncate(self, code: torch.Tensor, psi: float) -> torch.Tensor:
+        """Codes (n, latent_dim) pulled toward the prior's mean (0): the truncation trick."""
+        return code * psi
 
     @property
     def device(self) -> torch.device:
@@ -179,6 +199,13 @@ class GenerativeModel(nn.Module):
 
     def generator_net(self) -> nn.Module:
         return getattr(self, self.generator_name)
+
+    def inference_modules(self) -> list[str]:
+        """The submodules sampling and scoring need (what an inference export holds): the generator, plus the
+        encoder (``has_encoder``) and the pixel likelihood (``has_likelihood``: a learned sigma); subclasses add
+        what else they sample with (a learned prior). Never the discriminator."""
+        names = [self.generator_name] + ["encoder"] * self.has_encoder + ["likelihood"] * self.has_likelihood
+        return [n for n in names if getattr(self, n, None) is not None]
 
 
 @torch.no_grad()

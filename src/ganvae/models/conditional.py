@@ -53,6 +53,10 @@ class _Conditional:
                 raise GanvaeError(f"class {int(labels[bad][0])}: expected 0..{self.config.num_classes - 1}")
         return torch.cat([z, labels.to(z.dtype)[:, None]], dim=1)
 
+    def truncate(self, code: torch.Tensor, psi: float) -> torch.Tensor:
+        """The noise toward the prior's mean (the same for every class: 0); the class column kept."""
+        return torch.cat([code[:, :-1] * psi, code[:, -1:]], dim=1)
+
     @staticmethod
     def split(code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return code[:, :-1], code[:, -1].round().long()

@@ -45,6 +45,20 @@ class GANConfig(ModelConfigBase):
     d_spectral_norm: bool = False            # spectral normalisation on every conv/linear layer of D
     augment: str = ""                        # DiffAugment before D: comma list of translation, cutout, color
 
+    @classmethod
+    def fill_defaults(cls, raw: dict) -> list[str]:
+        """The objective's needs (e.g. wgan-gp: D without BatchNorm) for fields the user did not set."""
+        name = raw.get("objective", cls.objective)
+        if name not in GAN_OBJECTIVES:
+            return []
+        fields = {f.name for f in dataclasses.fields(cls)}
+        notes = []
+        for key, (value, why) in GAN_OBJECTIVES.get(name).needs.items():
+            if key in fields and key not in raw:
+                raw[key] = value
+                notes.append(f"model.objective={name}: using model.{key}={value} ({why})")
+        return notes
+
     def validate(self) -> None:
         GAN_OBJECTIVES.get(self.objective)  # unknown name -> error listing the valid ones
         if self.d_steps < 1:

@@ -7,7 +7,8 @@ With x~ = G(z), z ~ q(z | x), and x_p = G(z_p), z_p ~ N(0, I), the paper's losse
     L_llike  = -E_q log p(D_l(x) | z) = 1/2 ||D_l(x~) - D_l(x)||^2     (a unit Gaussian on D's features)
     L_GAN    = log D(x) + log(1 - D(x~)) + log(1 - D(x_p))
 
-trained in three phases per step, each with its own optimizer, as in the paper:
+trained in three phases per step on the same real minibatch (counted once in images seen), each with its
+own optimizer, as in the paper:
 
     D: maximise L_GAN (reals against both reconstructions and prior samples)
     E: minimise beta * L_prior + L_llike                   (the encoder never sees the GAN term)
@@ -141,6 +142,6 @@ class VAEGAN(GenerativeModel):
         c = self.config
         return [
             Phase("D", [self.D], c.lr_d, c.betas, self.d_phase),
-            Phase("E", [self.encoder], c.lr, c.betas, self.e_phase),
-            Phase("G", [self.decoder], c.lr, c.betas, self.g_phase),
+            Phase("E", [self.encoder], c.lr, c.betas, self.e_phase, reuse_batch=True),  # one minibatch per step,
+            Phase("G", [self.decoder], c.lr, c.betas, self.g_phase, reuse_batch=True),  # as in Larsen et al.
         ]

@@ -51,6 +51,10 @@ class GANObjective:
         """G phase. ``fake`` carries the generator's graph."""
         raise NotImplementedError
 
+    # Model options this objective needs when the user did not choose them: {field: (value, why)}.
+    # Applied before validation by ganvae.models (GANConfig.fill_defaults); an explicit other value is refused.
+    needs: dict[str, tuple[object, str]] = {}
+
     # Separable objectives: d_loss = d_real + d_fake, each half a mean over its own batch of per-sample
     # terms. Differentially private training (ganvae.privacy.dp) clips and noises only the real half.
     separable = False
@@ -211,6 +215,8 @@ class WGANGP(GANObjective):
     with Adam lr 1e-4, betas (0, 0.9).
     """
 
+    needs = {"d_norm": ("layer", "its gradient penalty is per sample and BatchNorm mixes the samples of a batch")}
+
     def __init__(self, gp_weight: float = 10.0, drift: float = 0.0):
         self.gp_weight, self.drift = float(gp_weight), float(drift)
 
@@ -262,3 +268,76 @@ def gradient_penalty(D: Critic, real: torch.Tensor, fake: torch.Tensor,
 def r1_penalty(D: Critic, real: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder et al. 2018) without its gamma/2: E[||grad_x D(x)||^2] on real images."""
     return input_gradient(D, real).flatten(1).square().sum(1).mean()
+
+
+# ----------------------------------------------------------------------------- relativistic pairing (R3GAN)
+
+def zero_centred_penalty(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Per-sample ||grad_x sum_b logits_b||^2, (B,), with its graph (so a penalty on it trains D).
+
+    ``x``: the leaf (``requires_grad``) that ``logits`` were computed from: R1 when ``x`` is real,
+    R2 when it is generated. Reuses the loss's forward pass instead of running D again.
+    """
+    (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    return grad.flatten(1).square().sum(1)
+
+
+@GAN_OBJECTIVES.register("rpgan")
+class RpGAN(GANObjective):
+    """Relativistic pairing loss (Jolicoeur-Martineau 2019) plus R1 and R2 weighted by model.gamma (R3GAN, 2024).
+
+    Real and generated images are paired by their index in the batch. D minimises
+    E[softplus(l_fake - l_real)] + gamma/2 (E||grad_x l(real)||^2 + E||grad_x l(fake)||^2);
+    G minimises E[softplus(l_real - l_fake)]. The penalties are on D's own logits (as in the paper's
+    code), from the same forward passes as the loss. Not separable: the pairing couples each real
+    image with a generated one, so differential privacy refuses it.
+
+    G's loss needs the real batch: callers pass it (``g_loss(D, fake, real=real)``, as ``resgan`` does).
+    Without it (a GAN whose G phase sees no real images, e.g. dcgan with this objective), G pairs its
+    fakes with the detached real logits of this objective's latest ``d_loss`` (D has taken one step since).
+    """
+
+    separable = False
+    pairs_real = True  # g_loss takes the real batch
+
+    def __init__(self, gamma: float = 0.0):
+        self.gamma = float(gamma)
+        self._real_logits: torch.Tensor | None = None  # the latest d_loss's, for g_loss without real
+
+    @classmethod
+    def from_config(cls, config) -> "RpGAN":
+        return cls(gamma=getattr(config, "gamma", 0.0))
+
+    def d_loss(self, D, real, fake, *, gen=None, gamma: float | None = None):
+        """``gamma``: the penalties' weight for this call (None: the objective's; lazy regularisation passes
+        ``every * gamma`` on the steps it regularises and 0 on the others)."""
+        gamma = self.gamma if gamma is None else float(gamma)
+        penalise = gamma > 0
+        with torch.enable_grad():  # the penalties differentiate D's input (also under no_grad)
+            real = real.detach().requires_grad_(penalise)
+            fake = fake.detach().requires_grad_(penalise)
+            lr, lf = D(real), D(fake)
+            adv = F.softplus(lf - lr).mean()
+            terms = {"loss/D/adv": adv, **_logit_terms(lr, lf)}
+            loss = adv
+            if penalise:
+                r1 = gamma / 2 * zero_centred_penalty(real, lr).mean()
+                r2 = gamma / 2 * zero_centred_penalty(fake, lf).mean()
+                terms.update({"loss/D/r1": r1, "loss/D/r2": r2})
+                loss = loss + r1 + r2
+        self._real_logits = lr.detach()
+        return {"loss": loss, **terms}
+
+    def g_loss(self, D, fake, real=None):
+        lf = D(fake)
+        if real is not None:
+            with torch.no_grad():  # constant for G: D is not trained in G's phase
+                lr = D(real)
+        else:
+            lr = self._real_logits
+            if lr is None or lr.shape != lf.shape:
+                from ..errors import GanvaeError
+                raise GanvaeError("objective rpgan: G's loss pairs each generated image with a real one; pass "
+                                  "g_loss(D, fake, real=...) or run d_loss on a batch of the same size first")
+        adv = F.softplus(lr - lf).mean()
+        return {"loss": adv, "loss/G/adv": adv}

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from ..errors import GanvaeError
+from ..metrics.progress import OFF, Feedback, duration
 from ..util.modes import eval_mode
 from .copying import data_copying_test, memorisation
 from .mia import attack_result, mc_scores, median_eps, nearest_sample_scores
@@ -69,8 +70,11 @@ def discriminator_scores(model, images: torch.Tensor, labels: torch.Tensor | Non
 
 @torch.no_grad()
 def vae_scores(model, images: torch.Tensor, labels: torch.Tensor | None = None, k: int = 32, seed: int = 0,
-               batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Per record: (ELBO estimated from ``k`` posterior samples, importance-weighted bound L_k), nats."""
+               batch_size: int = 256, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per record: (ELBO estimated from ``k`` posterior samples, importance-weighted bound L_k), nats.
+
+    ``progress``: a :class:`~ganvae.metrics.progress.Bar` over the records (image-samples as planned units).
+    """
     from ..metrics.likelihood import log_weights
 
     dev = model.device
@@ -79,9 +83,11 @@ def vae_scores(model, images: torch.Tensor, labels: torch.Tensor | None = None, 
     for i in range(0, images.shape[0], batch_size):
         x = _float(images[i:i + batch_size]).to(dev)
         parts = model.bound_parts(None if labels is None else labels[i:i + batch_size])
-        lw = log_weights(parts, x, k, gen).double()
+        lw = log_weights(parts, x, k, gen, on_chunk=None if progress is None else progress.measure).double()
         elbo.append(lw.mean(1).cpu())
         iw.append((torch.logsumexp(lw, 1) - math.log(k)).cpu())
+        if progress is not None:
+            progress.update(x.shape[0], units=x.shape[0] * k)
     return torch.cat(elbo).numpy(), torch.cat(iw).numpy()
 
 
@@ -131,7 +137,7 @@ def null_auc_sd(n_members: int, n_nonmembers: int) -> float:
 def audit(model, members, heldout, *, n_samples: int = 10000, n_members: int | None = None, seed: int = 0,
           features: str = "auto", meta: dict | None = None, split: str = "images given to audit()",
           cells: int | None = None, elbo_k: int = 32, device: str = "cpu", run: str | None = None,
-          log=print) -> tuple[dict, torch.Tensor]:
+          log=print, progress: bool | None = None) -> tuple[dict, torch.Tensor]:
     """Audit ``model`` for leakage of ``members`` (its training images) against ``heldout`` ones.
 
     ``members``, ``heldout``: :class:`ganvae.data.ImageData` (labels used by conditional models'
@@ -140,6 +146,8 @@ def audit(model, members, heldout, *, n_samples: int = 10000, n_members: int | N
     membership attacks (default min(1000, what the data has)); ``features``: auto, mnist, shapes,
     effnet or pixels (auto picks from ``meta``, the data summary); ``cells``: k of the data-copying
     test (default :func:`default_cells`); ``split``, ``run``: recorded in the protocol.
+    ``progress``: a bar per stage (samples, features, memorisation and copying, attacks) and an up-front
+    estimate of slow ones on stderr (default: when ``log`` is given).
     Returns the JSON-able record and the closest-pairs image tiles (3 * PAIRS_SHOWN, C, H, W).
     """
     _check_counts(n_samples, n_members)
@@ -155,22 +163,30 @@ def audit(model, members, heldout, *, n_samples: int = 10000, n_members: int | N
         raise GanvaeError(f"--n-members {n_members}: more than the data has ({len(tr)} training and {len(ho)} "
                           f"held-out images); use at most {avail}")
     ref = _reference_sets(tr, y_tr, ho, y_ho, seed)
-    with eval_mode(model):
+    net, space, space_reason = _features(features, meta, device)  # a bad --features fails before any work
+    fb = Feedback(log is not None if progress is None else progress, device)
+    with eval_mode(model), fb.bar(4, "audit: sampling", unit="stage") as stages:
         gen = model.sample(n_samples, seed=seed).cpu().float()
         if tuple(gen.shape[1:]) != tuple(ref.T.shape[1:]):
             raise GanvaeError(f"the model makes {tuple(gen.shape[1:])} images but the data is "
                               f"{tuple(ref.T.shape[1:])}; audit it against the data it trained on")
-        net, space, space_reason = _features(features, meta, device)
+        stages.update(1)
+        stages.describe("audit: features")
         spaces = {"pixels": (gen, ref.T, ref.H)}
         if net is not None:
-            spaces[space] = tuple(net.features(x) for x in (gen, ref.T, ref.H))
+            spaces[space] = _feature_space(net, gen, ref, fb)
+        stages.update(1)
+        stages.describe("audit: memorisation, data copying")
         mem = {s: memorisation(g, t[:ref.n], h[:ref.n]) for s, (g, t, h) in spaces.items()}  # 1. memorisation
         head_space = space if net is not None else "pixels"  # 2. data copying, in the feature space
         g, t, h = spaces[head_space]
         copying = {head_space: data_copying_test(t.numpy(), h.numpy(), g.numpy(), k=cells, seed=seed)}
+        stages.update(1)
+        stages.describe("audit: attacks")
         attacks = _black_box(spaces, n_members, n_samples)   # 3. membership inference
-        white, white_skipped = _white_box(model, ref, n_members, elbo_k, seed)
+        white, white_skipped = _white_box(model, ref, n_members, elbo_k, seed, fb)
         attacks.update(white)
+        stages.update(1)
     verdict = _verdict(attacks, copying[head_space]["z_u"], mem["pixels"]["summary"]["n_near_copies"],
                        n_members, n_samples)
     protocol = {
@@ -239,7 +255,21 @@ def _black_box(spaces: dict, n_members: int, n_samples: int) -> dict:
     return attacks
 
 
-def _white_box(model, ref, n_members: int, elbo_k: int, seed: int) -> tuple[dict, str | None]:
+def _feature_space(net, gen: torch.Tensor, ref, fb: Feedback) -> tuple:
+    """(generated, members T, held-out H) in ``net``'s features, a bar each; the first batch times the stage."""
+    n_all = gen.shape[0] + len(ref.T) + len(ref.H)
+    fewer = gen.shape[0] > 1000
+    fb.plan("audit features", n_all, f"{n_all} images through the {net.name} feature net",
+            lambda rate: (f"--n-samples 1000 takes {duration(rate * (n_all - gen.shape[0] + 1000))}" if fewer
+                          else "--features pixels skips it"))
+    out = []
+    for x, what in ((gen, "samples"), (ref.T, "training images"), (ref.H, "held-out images")):
+        with fb.bar(x.shape[0], f"features: {what}", "audit features", leave=False) as bar:
+            out.append(net.features(x, progress=bar))
+    return tuple(out)
+
+
+def _white_box(model, ref, n_members: int, elbo_k: int, seed: int, fb: Feedback = OFF) -> tuple[dict, str | None]:
     """Attacks on the model's own scores: D's logit, the per-example ELBO and IWAE bound."""
     mem_img, non_img = ref.T[:n_members], ref.H[:n_members]
     mem_y = None if ref.yT is None else ref.yT[:n_members]
@@ -252,8 +282,12 @@ def _white_box(model, ref, n_members: int, elbo_k: int, seed: int) -> tuple[dict
             "d_logit", discriminator_scores(model, mem_img, mem_y), discriminator_scores(model, non_img, non_y),
             "white-box: the discriminator's logit on the record (higher = judged real)", FPR)
     if model.has_encoder:
-        e_m, iw_m = vae_scores(model, mem_img, mem_y, k=elbo_k, seed=seed)
-        e_n, iw_n = vae_scores(model, non_img, non_y, k=elbo_k, seed=seed)
+        n2 = len(mem_img) + len(non_img)
+        fb.plan("audit elbo", n2 * elbo_k, f"{n2} images at k={elbo_k}")
+        with fb.bar(len(mem_img), "elbo: members", "audit elbo", leave=False) as bar:
+            e_m, iw_m = vae_scores(model, mem_img, mem_y, k=elbo_k, seed=seed, progress=bar)
+        with fb.bar(len(non_img), "elbo: held-out", "audit elbo", leave=False) as bar:
+            e_n, iw_n = vae_scores(model, non_img, non_y, k=elbo_k, seed=seed, progress=bar)
         attacks["elbo"] = attack_result(
             "elbo", e_m, e_n, f"white-box: the per-example ELBO (mean over {elbo_k} posterior samples)", FPR)
         attacks[f"iw_bound_k{elbo_k}"] = attack_result(

@@ -63,7 +63,7 @@ class Panel {
       q(".seed").value = String(Math.floor(Math.random() * 1e9));
       this.refresh();
     });
-    for (const s of [".seed", ".n", ".cls"]) q(s).addEventListener("change", () => this.refresh());
+    for (const s of [".seed", ".n", ".cls", ".psi"]) q(s).addEventListener("change", () => this.refresh());
     q(".seed").addEventListener("keydown", (e) => { if (e.key === "Enter") this.refresh(); });
     pages.addEventListener("change", () => this.buildSliders(Number(pages.value)));
     q(".reset").addEventListener("click", () => {
@@ -137,7 +137,8 @@ class Panel {
   base() { return `/api/run/${this.run.index}`; }
 
   updateGrid() {
-    const p = this.params({ seed: this.q(".seed").value.trim(), n: this.q(".n").value.trim() });
+    const p = this.params({ seed: this.q(".seed").value.trim(), n: this.q(".n").value.trim(),
+                            psi: this.q(".psi").value.trim() });
     return this.load("samples", this.q("img.grid"), `${this.base()}/grid.png?${p}`);
   }
 

@@ -76,7 +76,7 @@ class RunHandle:
         }
 
 
-def load_runs(runs) -> list[RunHandle]:
+def load_runs(runs, device: str = "cpu") -> list[RunHandle]:
     """Run (or model) folders -> loaded models; a missing or unreadable folder is a GanvaeError."""
     paths = [Path(r) for r in runs]
     if not paths:
@@ -86,7 +86,7 @@ def load_runs(runs) -> list[RunHandle]:
         if not p.exists():
             raise GanvaeError(f"{p}: no such run folder")
     for i, (p, name) in enumerate(zip(paths, run_names(paths))):
-        handles.append(RunHandle(i, name, p, api.load(p, device="cpu"), threading.Lock()))
+        handles.append(RunHandle(i, name, p, api.load(p, device=device), threading.Lock()))
     return handles
 
 
@@ -131,6 +131,20 @@ def _seed(params, key: str = "seed", default: int = 0) -> int:
     return _int(params, key, default, 0, LIMITS["max_seed"], "seed")
 
 
+def _psi(params) -> float | None:
+    """The truncation psi in (0, 1] (``psi=``; empty or 1: none)."""
+    raw = (params.get("psi") or "").strip()
+    if not raw:
+        return None
+    try:
+        psi = float(raw)
+    except ValueError:
+        psi = math.nan
+    if not 0 < psi <= 1:
+        raise BadRequest(f"psi {raw!r}: expected a truncation in (0, 1] (1: none)")
+    return None if psi == 1 else psi
+
+
 def _cls(run: RunHandle, params) -> int | None:
     raw = params.get("cls")
     if raw is None or raw.strip() == "":
@@ -169,8 +183,8 @@ def _png(images: torch.Tensor, nrow: int | None = None, min_tile: int = 64) -> b
     return buf.getvalue()
 
 
-def grid_png(run: RunHandle, seed: int, n: int, cls: int | None) -> bytes:
-    imgs = run.model.sample(n, seed=seed, labels=cls)
+def grid_png(run: RunHandle, seed: int, n: int, cls: int | None, psi: float | None = None) -> bytes:
+    imgs = run.model.sample(n, seed=seed, labels=cls, truncation=psi)
     return _png(imgs, min_tile=32 if n > 16 else 64)
 
 
@@ -245,7 +259,7 @@ def make_app(runs, *, handles: list[RunHandle] | None = None, host: str = "127.0
     async def grid(request):
         run, q = run_of(request), request.query_params
         n = _int(q, "n", 16, 1, LIMITS["max_n"], "n")
-        return await compute(run, grid_png, _seed(q), n, _cls(run, q))
+        return await compute(run, grid_png, _seed(q), n, _cls(run, q), _psi(q))
 
     async def traverse(request):
         run, q = run_of(request), request.query_params
@@ -286,11 +300,11 @@ def make_app(runs, *, handles: list[RunHandle] | None = None, host: str = "127.0
     return app
 
 
-def serve(runs, host: str = "127.0.0.1", port: int = 7860, log=print) -> None:
+def serve(runs, host: str = "127.0.0.1", port: int = 7860, log=print, device: str = "auto") -> None:
     """Load ``runs`` and serve the page until Ctrl-C."""
     import uvicorn
 
-    handles = load_runs(runs)
+    handles = load_runs(runs, device=str(api.resolve_device(device, "--device")))
     check_port(host, port)
     app = make_app(None, handles=handles, host=host)
     shown = f"[{host}]" if ":" in host else host

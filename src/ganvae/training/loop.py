@@ -34,6 +34,10 @@ from .ema import EMA
 from .plugins import TrainerPlugin
 
 
+EARLY_GRID_STEP, EARLY_GRID_SECONDS = 100, 60.0  # a first grid before the first sample_every, whichever comes first
+EARLY_POSTFIX = (1, 2, 5, 10, 20)                # steps that show the running losses before the first log line
+
+
 class DivergenceError(GanvaeError):
     """A loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
 
@@ -99,6 +103,7 @@ class Trainer:
         self._images_this_step = 0
         self.stop_reason: str | None = None  # why run() stops before its target (first reason wins)
         self.interrupted_by: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM, SIGHUP)
+        self._early_grid = False
         self.tb = None  # TensorBoard writer while run() is active
 
     # ------------------------------------------------------------------ state
@@ -235,6 +240,7 @@ class Trainer:
         seen_before = self.images_seen
         all_params = list(self.model.parameters())
         world = self.world
+        shared = None  # this step's real batch, for phases that reuse it
         for ph, opt in zip(self.phases, self.optimizers):
             for p in all_params:
                 p.requires_grad_(False)
@@ -242,8 +248,10 @@ class Trainer:
             for p in params:
                 p.requires_grad_(True)
             for _ in range(ph.repeats):
-                if ph.real_data:
-                    batch = self.stream.next()
+                if ph.real_data and ph.reuse_batch and shared is not None:
+                    batch = shared  # the batch an earlier phase of this step drew (counted once)
+                elif ph.real_data:
+                    batch = shared = self.stream.next()
                     if self.channels_last:
                         batch.x = batch.x.contiguous(memory_format=torch.channels_last)
                     self.images_seen += batch.n * world.size
@@ -308,7 +316,7 @@ class Trainer:
         main = self.world.is_main  # only rank 0 writes files
         metrics_path = self.out / "metrics.jsonl" if main else Path(os.devnull)
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        clock = _Clock(self.train_seconds, self.cfg.max_minutes, self.images_seen)
+        clock = _Clock(self.train_seconds, self.cfg.max_minutes, self.images_seen, self.step)
         bar = tqdm(total=target_steps, initial=self.step, disable=not (progress and main), unit="step",
                    dynamic_ncols=True, smoothing=0.1)
         if self.cfg.tensorboard and main:
@@ -353,7 +361,13 @@ class Trainer:
             rec = clock.line(self, now)
             self._write_record(mf, rec)
             bar.set_postfix({k: f"{v:.3g}" for k, v in clock.last.items() if k.count("/") == 1}, refresh=False)
-        if main and (self.step % cfg.sample_every == 0 or stopping):
+            clock.fit_bar(bar, self.step, target_steps, now)  # the ETA respects --max-minutes
+        elif self.step in EARLY_POSTFIX and not self.defer_finite_check:  # losses on the bar from the first steps
+            bar.set_postfix({k: f"{v:.3g}" for k, v in clock.peek().items() if k.count("/") == 1}, refresh=False)
+        early = (not self._early_grid and self.step < cfg.sample_every
+                 and (self.step == EARLY_GRID_STEP or now - clock.start >= EARLY_GRID_SECONDS))
+        if main and (self.step % cfg.sample_every == 0 or stopping or early):
+            self._early_grid = True  # one grid early (step 100 or the first minute), then every sample_every
             self.write_grid()
         if main and self._due_eval(stopping):
             self._write_record(mf, self.run_eval())

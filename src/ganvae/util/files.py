@@ -13,12 +13,36 @@ from pathlib import Path
 from typing import Callable
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS says it (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _chmod_as_created(fd: int, tmp: str) -> None:
+    """Give the temp file the mode an ordinary new file gets (0666 & ~umask) instead of mkstemp's 0600."""
+    mode = 0o666 & ~_umask()
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    else:  # Windows: only the read-only bit exists
+        os.chmod(tmp, mode)
+
+
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
     """Call ``write(f)`` on a temp file beside ``path``, fsync it, rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        _chmod_as_created(fd, tmp)  # mkstemp makes 0600; a plain open() would give 0666 & ~umask
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

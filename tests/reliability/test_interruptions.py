@@ -38,14 +38,16 @@ def test_signal_stops_cleanly_with_checkpoint_export_and_its_own_exit_code(tmp_p
     assert torch.load(out / "checkpoints" / "latest.pt", weights_only=True)["step"] == state["step"] + 2
 
 
-def test_ctrl_c_during_start_up_is_one_line_and_leaves_no_unusable_run(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_signal_during_start_up_is_one_line_and_leaves_no_unusable_run(tmp_path, sig):
     out = tmp_path / "run"
     p = start_train(out)
     time.sleep(0.4)  # importing torch, loading the data: before the first step
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err[-2000:]
-    assert "Traceback" not in err and err.strip().splitlines()[-1] == "ganvae: interrupted"
+    assert p.returncode == CODES[sig], err[-2000:]
+    said = "ganvae: interrupted" + ("" if sig == signal.SIGINT else f" ({sig.name})")
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == said
     if out.exists() and not (out / "checkpoints" / "latest.pt").exists():
         # a folder without a checkpoint: --resume refuses it in one line, and a fresh train may reuse it
         if (out / "config.yaml").exists():

@@ -14,7 +14,9 @@ from .base import Batch, GenerativeModel, ModelConfigBase, Phase, check_base, st
 from .gan import GAN, DCGANConfig, GANConfig, MLPGANConfig
 from .conditional import CondDCGANConfig, ConditionalGAN, ConditionalVAE, CVAEConfig
 from .vaegan import VAEGAN, VAEGANConfig
+from .resgan import CondResGANConfig, ConditionalResGAN, ResGAN, ResGANConfig
 from .vae import VAE, BetaVAEConfig, ConvVAEConfig, MLPVAEConfig, TCVAEConfig, VAEConfig
+from .vae_plus import IWAEConfig, MLPIWAEConfig, MLPVampVAEConfig, VampVAE, VampVAEConfig
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,19 @@ MODELS.add("vae-gan", ModelSpec(VAEGAN, VAEGANConfig,
                                "VAE with a discriminator's feature-matching reconstruction (Larsen et al. 2016)"))
 MODELS.add("beta-vae", ModelSpec(VAE, BetaVAEConfig, "convolutional VAE with beta=4 (Higgins et al. 2017)"))
 MODELS.add("tcvae", ModelSpec(VAE, TCVAEConfig, "convolutional beta-TCVAE, TC weight 6 (Chen et al. 2018)"))
+# VAEs for likelihood (models/vae_plus.py): the importance-weighted bound, the VampPrior
+MODELS.add("iwae", ModelSpec(VAE, IWAEConfig, "convolutional VAE trained on the importance-weighted bound, "
+                                              "k=5 (Burda et al. 2016)"))
+MODELS.add("mlp-iwae", ModelSpec(VAE, MLPIWAEConfig, "MLP VAE trained on the importance-weighted bound, k=5"))
+MODELS.add("vamp-vae", ModelSpec(VampVAE, VampVAEConfig, "convolutional VAE with a VampPrior of 100 learned "
+                                                         "pseudo-inputs (Tomczak & Welling 2018)"))
+MODELS.add("mlp-vamp-vae", ModelSpec(VampVAE, MLPVampVAEConfig, "MLP VAE with a VampPrior of 100 pseudo-inputs"))
+
+# R3GAN (models/resgan.py): residual nets without normalisation, the relativistic pairing loss with R1 + R2
+MODELS.add("resgan", ModelSpec(ResGAN, ResGANConfig, "residual GAN without normalisation, RpGAN loss + R1 + R2 "
+                                                     "(R3GAN, Huang et al. 2024)"))
+MODELS.add("cresgan", ModelSpec(ConditionalResGAN, CondResGANConfig,
+                                "class-conditional resgan: label embedding in G, projection D"))
 
 
 def footprint(name: str, config) -> tuple[int, bool]:

@@ -2,10 +2,14 @@
 
 from .dcgan import DCGANDiscriminator, DCGANGenerator, conv_plan
 from .mlp import MLPDiscriminator, MLPGenerator
+from .resnet import ResNetDiscriminator, ResNetGenerator
 from .vae_nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from .vamp import PseudoInputs
 
 __all__ = [
     "DCGANGenerator", "DCGANDiscriminator", "conv_plan",
     "MLPGenerator", "MLPDiscriminator",
+    "ResNetGenerator", "ResNetDiscriminator",
     "ConvEncoder", "ConvDecoder", "MLPEncoder", "MLPDecoder",
+    "PseudoInputs",
 ]

@@ -199,3 +199,80 @@ class BetaTCELBO:
             "loss/dwkl": dwkl,
             "elbo": -(recon + kl).detach(),
         }
+
+
+# ----------------------------------------------------------------------------- importance weighting, mixture priors
+
+LOG_2PI = math.log(2 * math.pi)
+MIXTURE_CHUNK = 2 ** 22  # elements of (rows, K, D) computed at once by mixture_log_prob
+
+
+def mixture_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log (1/K) sum_k N(z; mean_k, diag(exp(logvar_k))) per row: z (N, D), mean and logvar (K, D) -> (N,).
+
+    The equal-weight mixture of diagonal Gaussians, e.g. the VampPrior (Tomczak & Welling 2018), whose
+    components are the posteriors of K pseudo-inputs. Computed directly (not by expanding the square,
+    which loses float32 precision for narrow components), in row chunks of at most MIXTURE_CHUNK elements.
+    """
+    k, d = mean.shape
+    inv_var, norm = torch.exp(-logvar), (logvar + LOG_2PI).sum(1)            # (K, D), (K,)
+    rows = max(1, MIXTURE_CHUNK // (k * d))
+    out = []
+    for s in range(0, z.shape[0], rows):
+        diff = z[s:s + rows].unsqueeze(1) - mean                              # (n, K, D)
+        log_comp = -0.5 * ((diff * diff * inv_var).sum(2) + norm)             # (n, K)
+        out.append(torch.logsumexp(log_comp, dim=1) - math.log(k))
+    return torch.cat(out) if out else z.new_zeros((0,))
+
+
+class IWAE:
+    """The importance-weighted bound (Burda et al. 2016), k samples per image:
+
+        L_k = log (1/k) sum_i p(x | z_i) p(z_i) / q(z_i | x),   z_i ~ q(z | x),   loss = -mean_B L_k.
+
+    L_1 is the ELBO with a one-sample KL; L_k rises with k towards log p(x). ``beta`` weights the prior
+    ratio inside each weight, log w_i = log p(x | z_i) + beta * (log p(z_i) - log q(z_i | x)): 1 (the
+    default) is the bound; with k = 1 it is the beta-VAE loss with a sampled KL. ``log_prior(z)``, a call
+    argument, is the model's prior log density ((N, D) -> (N,)); None is N(0, I).
+
+    Each image's loss depends only on that image, and the decoder is called once per importance sample on
+    B rows, so per-sample gradient hooks (Opacus, for DP) see one row per image. Terms: ``loss``,
+    ``loss/recon`` (-log p(x | z) averaged over the k samples), ``loss/kl`` (closed form under N(0, I),
+    else the sampled log q - log p), ``elbo`` (-(recon + kl): the same quantity as :class:`BetaELBO`'s)
+    and ``iwae`` (mean L_k).
+    """
+
+    def __init__(self, k: int = 5, beta: float = 1.0):
+        self.k, self.beta = k, beta
+
+    def __call__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, x: torch.Tensor,
+                 generator: torch.Generator | None = None, log_prior=None) -> dict[str, torch.Tensor]:
+        q = DiagonalGaussian(encoder(x))
+        b, d = q.mean.shape
+        # (B, k, D): row i holds image i's k draws; k = 1 draws exactly what DiagonalGaussian.sample draws
+        eps = rng.randn((b, self.k, d), generator, device=q.mean.device, dtype=q.mean.dtype)
+        return self.terms(q, decoder, likelihood, x, eps, log_prior)
+
+    def log_weights(self, q: DiagonalGaussian, decoder, likelihood: Likelihood, x: torch.Tensor,
+                    eps: torch.Tensor, log_prior=None) -> tuple[torch.Tensor, ...]:
+        """(log p(x | z), log p(z), log q(z | x)), each (B, k), for z = mean + std * eps, eps (B, k, D)."""
+        z = q.mean.unsqueeze(1) + q.std.unsqueeze(1) * eps                      # (B, k, D)
+        log_px = torch.stack([likelihood.log_prob(x, decoder(z[:, i])) for i in range(eps.shape[1])], 1)
+        prior = standard_normal_log_prob if log_prior is None else log_prior
+        log_pz = prior(z.flatten(0, 1)).view(z.shape[:2])
+        log_qz = (-0.5 * (eps * eps + q.logvar.unsqueeze(1) + LOG_2PI)).sum(2)  # exact: (z - mean) / std = eps
+        return log_px, log_pz, log_qz
+
+    def terms(self, q: DiagonalGaussian, decoder, likelihood: Likelihood, x: torch.Tensor, eps: torch.Tensor,
+              log_prior=None) -> dict[str, torch.Tensor]:
+        log_px, log_pz, log_qz = self.log_weights(q, decoder, likelihood, x, eps, log_prior)
+        bound = torch.logsumexp(log_px + self.beta * (log_pz - log_qz), dim=1) - math.log(eps.shape[1])  # (B,)
+        recon = -log_px.mean()
+        kl = q.kl().mean() if log_prior is None else (log_qz - log_pz).mean()
+        return {
+            "loss": -bound.mean(),
+            "loss/recon": recon,
+            "loss/kl": kl,
+            "elbo": -(recon + kl).detach(),
+            "iwae": bound.mean().detach(),
+        }

@@ -125,3 +125,19 @@ def assert_same_state(a, b, path="state"):
             assert_same_state(x, y, f"{path}[{i}]")
     elif not path.endswith("train_seconds"):
         assert a == b, path
+
+
+# -- stand-in discriminators for hand-computed GAN losses and penalties --------------------------------------
+def logit_D(x):
+    """A stand-in discriminator: the logit is the first value of each image (its input gradient has norm 1)."""
+    return x.flatten(1)[:, 0]
+
+
+def as_images(logits):
+    """Logits (a list) as (B, 1, 1, 1) float64 'images' for :func:`logit_D`."""
+    return torch.tensor(logits, dtype=torch.float64).view(-1, 1, 1, 1)
+
+
+def linear_D(w):
+    """D(x) = <w, x> with x flattened: grad_x D = w for every x."""
+    return lambda x: x.flatten(1) @ w

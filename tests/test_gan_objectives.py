@@ -22,23 +22,9 @@ from ganvae.models import Batch, DCGANConfig, MLPGANConfig, build
 from ganvae.nets import DCGANDiscriminator, MLPDiscriminator
 from ganvae.objectives import GAN_OBJECTIVES, gradient_penalty, r1_penalty
 from ganvae.training import checkpoint as ckpt
-from helpers import assert_same_state, tiny_config, tiny_model, tiny_set, train_tiny
+from helpers import as_images, assert_same_state, linear_D, logit_D, tiny_config, tiny_model, tiny_set, train_tiny
 
 OBJECTIVES = ["minimax", "nonsaturating", "hinge", "least-squares", "wgan-gp"]
-
-
-def _logit_D(x):
-    """A stand-in discriminator: the logit is the first value of each image (its input gradient has norm 1)."""
-    return x.flatten(1)[:, 0]
-
-
-def _as_images(logits):
-    return torch.tensor(logits, dtype=torch.float64).view(-1, 1, 1, 1)
-
-
-def _linear_D(w):
-    """D(x) = <w, x> with x flattened: grad_x D = w for every x."""
-    return lambda x: x.flatten(1) @ w
 
 
 R, F = [2.0, -1.0], [0.5, -3.0]  # the fixed logits of the hand computations below
@@ -55,23 +41,23 @@ def test_registry_lists_every_objective():
 
 
 def test_hinge_by_hand():
-    out = GAN_OBJECTIVES.get("hinge")().d_loss(_logit_D, _as_images(R), _as_images(F))
+    out = GAN_OBJECTIVES.get("hinge")().d_loss(logit_D, as_images(R), as_images(F))
     # real: relu(1 - 2) = 0, relu(1 + 1) = 2 -> 1.0;  fake: relu(1 + 0.5) = 1.5, relu(1 - 3) = 0 -> 0.75
     assert math.isclose(out["loss/D/real"].item(), 1.0, rel_tol=1e-12)
     assert math.isclose(out["loss/D/fake"].item(), 0.75, rel_tol=1e-12)
     assert math.isclose(out["loss"].item(), 1.75, rel_tol=1e-12)
     assert math.isclose(out["D/real_logit"].item(), 0.5, rel_tol=1e-12)
-    g = GAN_OBJECTIVES.get("hinge")().g_loss(_logit_D, _as_images(F))
+    g = GAN_OBJECTIVES.get("hinge")().g_loss(logit_D, as_images(F))
     assert math.isclose(g["loss"].item(), 1.25, rel_tol=1e-12)  # -(0.5 - 3) / 2
 
 
 def test_least_squares_by_hand():
-    out = GAN_OBJECTIVES.get("least-squares")().d_loss(_logit_D, _as_images(R), _as_images(F))
+    out = GAN_OBJECTIVES.get("least-squares")().d_loss(logit_D, as_images(R), as_images(F))
     # real: 0.5 * ((2-1)^2 + (-1-1)^2) / 2 = 1.25;  fake: 0.5 * (0.25 + 9) / 2 = 2.3125
     assert math.isclose(out["loss/D/real"].item(), 1.25, rel_tol=1e-12)
     assert math.isclose(out["loss/D/fake"].item(), 2.3125, rel_tol=1e-12)
     assert math.isclose(out["loss"].item(), 3.5625, rel_tol=1e-12)
-    g = GAN_OBJECTIVES.get("least-squares")().g_loss(_logit_D, _as_images(F))
+    g = GAN_OBJECTIVES.get("least-squares")().g_loss(logit_D, as_images(F))
     assert math.isclose(g["loss"].item(), 4.0625, rel_tol=1e-12)  # 0.5 * ((0.5-1)^2 + (-3-1)^2) / 2
 
 
@@ -79,17 +65,17 @@ def test_wgan_gp_by_hand():
     # the stand-in D's input gradient is one-hot (norm 1) everywhere, so the penalty is exactly 0
     obj = GAN_OBJECTIVES.get("wgan-gp")()
     assert obj.gp_weight == 10.0 and obj.drift == 0.0
-    out = obj.d_loss(_logit_D, _as_images(R), _as_images(F), gen=torch.Generator().manual_seed(0))
+    out = obj.d_loss(logit_D, as_images(R), as_images(F), gen=torch.Generator().manual_seed(0))
     # E[l_fake] - E[l_real] = (0.5 - 3)/2 - (2 - 1)/2 = -1.25 - 0.5
     assert math.isclose(out["loss"].item(), -1.75, rel_tol=1e-12)
     assert out["loss/D/gp"].item() == 0.0
     assert math.isclose(out["D/wasserstein"].item(), 1.75, rel_tol=1e-12)
     assert "loss/D/drift" not in out
-    drifted = GAN_OBJECTIVES.get("wgan-gp")(drift=1e-3).d_loss(_logit_D, _as_images(R), _as_images(F))
+    drifted = GAN_OBJECTIVES.get("wgan-gp")(drift=1e-3).d_loss(logit_D, as_images(R), as_images(F))
     # + 1e-3 * (2^2 + 1^2) / 2
     assert math.isclose(drifted["loss"].item(), -1.75 + 0.0025, rel_tol=1e-12)
     assert math.isclose(drifted["loss/D/drift"].item(), 0.0025, rel_tol=1e-12)
-    g = obj.g_loss(_logit_D, _as_images(F))
+    g = obj.g_loss(logit_D, as_images(F))
     assert math.isclose(g["loss"].item(), 1.25, rel_tol=1e-12)
 
 
@@ -101,17 +87,17 @@ def test_objective_options_come_from_the_config():
 
 # ----------------------------------------------------------------------------- gradient penalties
 
-def test_gradient_penalty_is_the_closed_form_for_a_linear_D():
+def test_gradient_penalty_is_the_closed_form_for_alinear_D():
     g = torch.Generator().manual_seed(0)
     w = (torch.randn(3 * 4 * 4, generator=g, dtype=torch.float64) * 0.3).requires_grad_(True)
     real = torch.rand(5, 3, 4, 4, generator=g, dtype=torch.float64)
     fake = torch.rand(5, 3, 4, 4, generator=g, dtype=torch.float64)
-    gp = gradient_penalty(_linear_D(w), real, fake, torch.Generator().manual_seed(1))
+    gp = gradient_penalty(linear_D(w), real, fake, torch.Generator().manual_seed(1))
     norm = w.detach().norm().item()
     assert abs(norm - 1) > 0.1
     assert math.isclose(gp.item(), (norm - 1) ** 2, rel_tol=1e-10)
     # ... through the objective, weighted by lambda, and it trains D: d/dw = lambda * 2 (||w|| - 1) w / ||w||
-    out = GAN_OBJECTIVES.get("wgan-gp")(gp_weight=10.0).d_loss(_linear_D(w), real, fake,
+    out = GAN_OBJECTIVES.get("wgan-gp")(gp_weight=10.0).d_loss(linear_D(w), real, fake,
                                                                gen=torch.Generator().manual_seed(1))
     assert math.isclose(out["loss/D/gp"].item(), 10 * (norm - 1) ** 2, rel_tol=1e-10)
     (grad,) = torch.autograd.grad(out["loss/D/gp"], w)
@@ -135,11 +121,11 @@ def test_gradient_penalty_draws_from_the_given_generator_only():
         assert torch.equal(gradient_penalty(D, real, fake, torch.Generator().manual_seed(5)), a)
 
 
-def test_r1_is_the_closed_form_for_a_linear_D():
+def test_r1_is_the_closed_form_for_alinear_D():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(16, generator=g, dtype=torch.float64)
     real = torch.rand(4, 1, 4, 4, generator=g, dtype=torch.float64)
-    assert math.isclose(r1_penalty(_linear_D(w), real).item(), w.square().sum().item(), rel_tol=1e-12)
+    assert math.isclose(r1_penalty(linear_D(w), real).item(), w.square().sum().item(), rel_tol=1e-12)
 
 
 def test_lazy_r1_every_r1_every_d_steps_scaled_by_it():
@@ -150,9 +136,9 @@ def test_lazy_r1_every_r1_every_d_steps_scaled_by_it():
     real = torch.rand(4, 1, 8, 8, generator=g, dtype=torch.float64)
     fake = torch.rand(4, 1, 8, 8, generator=g, dtype=torch.float64)
     expected = gamma / 2 * w.square().sum().item() * every
-    adv = GAN_OBJECTIVES.get("nonsaturating")().d_loss(_linear_D(w), real, fake)["loss"].item()
+    adv = GAN_OBJECTIVES.get("nonsaturating")().d_loss(linear_D(w), real, fake)["loss"].item()
     for step in range(9):
-        out = m.d_terms(_linear_D(w), real, fake, g)
+        out = m.d_terms(linear_D(w), real, fake, g)
         if step % every == 0:
             assert math.isclose(out["loss/D/r1"].item(), expected, rel_tol=1e-12), step
         else:

@@ -16,23 +16,9 @@ from ganvae.nets.resnet import ACT_GAIN, ResidualBlock, ResNetDiscriminator, Res
 from ganvae.objectives import GAN_OBJECTIVES
 from ganvae.objectives.gan import zero_centred_penalty
 from ganvae.training import checkpoint as ckpt
-from helpers import assert_same_state, tiny_config, tiny_model, train_tiny
+from helpers import as_images, assert_same_state, linear_D, logit_D, tiny_config, tiny_model, train_tiny
 
 R, F = [2.0, -1.0], [0.5, -3.0]  # fixed logits, paired by index
-
-
-def _logit_D(x):
-    """A stand-in discriminator: the logit is the first value of each image."""
-    return x.flatten(1)[:, 0]
-
-
-def _as_images(logits):
-    return torch.tensor(logits, dtype=torch.float64).view(-1, 1, 1, 1)
-
-
-def _linear_D(w):
-    """D(x) = <w, x> with x flattened: grad_x D = w for every x."""
-    return lambda x: x.flatten(1) @ w
 
 
 def softplus(v):
@@ -43,14 +29,14 @@ def softplus(v):
 
 def test_rpgan_matches_hand_computation():
     obj = GAN_OBJECTIVES.get("rpgan")()
-    d = obj.d_loss(_logit_D, _as_images(R), _as_images(F))
+    d = obj.d_loss(logit_D, as_images(R), as_images(F))
     expected_d = (softplus(0.5 - 2.0) + softplus(-3.0 + 1.0)) / 2  # softplus(l_fake - l_real), pairwise
     assert math.isclose(d["loss"].item(), expected_d, rel_tol=1e-12)
     assert math.isclose(d["D/real_logit"].item(), 0.5) and math.isclose(d["D/fake_logit"].item(), -1.25)
-    g = obj.g_loss(_logit_D, _as_images(F), real=_as_images(R))
+    g = obj.g_loss(logit_D, as_images(F), real=as_images(R))
     assert math.isclose(g["loss"].item(), (softplus(1.5) + softplus(2.0)) / 2, rel_tol=1e-12)
     # the pairing, not the batch means: swapping the fakes changes the loss
-    swapped = obj.d_loss(_logit_D, _as_images(R), _as_images(F[::-1]))["loss"].item()
+    swapped = obj.d_loss(logit_D, as_images(R), as_images(F[::-1]))["loss"].item()
     assert not math.isclose(swapped, expected_d)
     assert not obj.separable and obj.pairs_real
 
@@ -58,9 +44,9 @@ def test_rpgan_matches_hand_computation():
 def test_rpgan_g_loss_without_real_pairs_with_the_latest_d_step():
     obj = GAN_OBJECTIVES.get("rpgan")()
     with pytest.raises(GanvaeError, match="pairs each generated image with a real one"):
-        obj.g_loss(_logit_D, _as_images(F))
-    obj.d_loss(_logit_D, _as_images(R), _as_images([0.0, 0.0]))
-    g = obj.g_loss(_logit_D, _as_images(F))["loss"].item()
+        obj.g_loss(logit_D, as_images(F))
+    obj.d_loss(logit_D, as_images(R), as_images([0.0, 0.0]))
+    g = obj.g_loss(logit_D, as_images(F))["loss"].item()
     assert math.isclose(g, (softplus(1.5) + softplus(2.0)) / 2, rel_tol=1e-12)
 
 
@@ -69,16 +55,16 @@ def test_r1_and_r2_closed_form_on_a_linear_discriminator():
     w = torch.randn(12, dtype=torch.float64)
     real, fake = torch.randn(5, 3, 2, 2, dtype=torch.float64), torch.randn(5, 3, 2, 2, dtype=torch.float64)
     x = real.clone().requires_grad_(True)
-    per_sample = zero_centred_penalty(x, _linear_D(w)(x))
+    per_sample = zero_centred_penalty(x, linear_D(w)(x))
     torch.testing.assert_close(per_sample, w.square().sum().expand(5))  # ||grad_x D||^2 = ||w||^2
     gamma = 0.3
-    out = GAN_OBJECTIVES.get("rpgan")(gamma=gamma).d_loss(_linear_D(w), real, fake)
+    out = GAN_OBJECTIVES.get("rpgan")(gamma=gamma).d_loss(linear_D(w), real, fake)
     r = gamma / 2 * w.square().sum()
     torch.testing.assert_close(out["loss/D/r1"], r)
     torch.testing.assert_close(out["loss/D/r2"], r)
     torch.testing.assert_close(out["loss"], out["loss/D/adv"] + 2 * r)
     with torch.no_grad():  # the penalties switch grad mode on locally
-        torch.testing.assert_close(GAN_OBJECTIVES.get("rpgan")(gamma=gamma).d_loss(_linear_D(w), real, fake)["loss"],
+        torch.testing.assert_close(GAN_OBJECTIVES.get("rpgan")(gamma=gamma).d_loss(linear_D(w), real, fake)["loss"],
                                    out["loss"].detach())
 
 

@@ -36,6 +36,12 @@ def _need_classes(cfg, name: str) -> int:
     return cfg.num_classes
 
 
+def check_embed_dim(cfg) -> None:
+    """A conditional GAN config's label embedding size (G's ``embed_dim``)."""
+    if cfg.embed_dim < 1:
+        raise GanvaeError(f"model.embed_dim: expected >= 1, got {cfg.embed_dim}")
+
+
 class _Conditional:
     """Latent codes that carry the label in their last column."""
 
@@ -77,8 +83,7 @@ class CondDCGANConfig(DCGANConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.embed_dim < 1:
-            raise GanvaeError(f"model.embed_dim: expected >= 1, got {self.embed_dim}")
+        check_embed_dim(self)
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         c = _need_classes(self, "cdcgan")

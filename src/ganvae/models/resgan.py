@@ -28,7 +28,7 @@ from ..nets.conditional import ConditionalGenerator, ProjectionDiscriminator
 from ..objectives import GAN_OBJECTIVES
 from ..objectives.gan import r1_penalty
 from .base import Batch, Phase
-from .conditional import ConditionalGAN, _need_classes
+from .conditional import ConditionalGAN, _need_classes, check_embed_dim
 from .gan import GAN, GANConfig
 
 
@@ -77,8 +77,7 @@ class CondResGANConfig(ResGANConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.embed_dim < 1:
-            raise GanvaeError(f"model.embed_dim: expected >= 1, got {self.embed_dim}")
+        check_embed_dim(self)
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         c = _need_classes(self, "cresgan")

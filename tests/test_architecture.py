@@ -32,7 +32,7 @@ LAYERS = [
     ["__init__"],                                                  # the package itself (ganvae/__init__.py)
 ]
 
-CLI_SERVE_ALLOWED = ("ganvae.api", "ganvae.errors", "ganvae.version", "ganvae.serve")
+CLI_SERVE_ALLOWED = ("ganvae.api", "ganvae.errors", "ganvae.version", "ganvae.serve", "ganvae.cli")
 PROBE_ATTRS = {"D", "G", "encoder", "decoder", "likelihood", "reconstruct", "encode", "split",
                "_labels", "critic"}
 
@@ -219,7 +219,7 @@ def test_layer_order():
 
 def test_cli_and_serve_call_only_api():
     graph = build_graph()
-    bad = [f"{a} -> {b}" for a in sorted(graph) if a == "ganvae.cli" or top_name(a) == "serve"
+    bad = [f"{a} -> {b}" for a in sorted(graph) if top_name(a) in ("cli", "serve")
            for b in sorted(graph[a])
            if not any(b == ok or b.startswith(ok + ".") for ok in CLI_SERVE_ALLOWED)]
     assert not bad, "cli/serve may import only ganvae.api, errors, version, serve:\n" + "\n".join(bad)

@@ -40,7 +40,6 @@ MAKE_DEMO = "ganvae train --model dcgan --data mnist --steps 3000 --max-minutes 
 
 
 def build_parser():
-    cli.api = api  # what main() does before it builds the parser
     return cli.build_parser()
 
 

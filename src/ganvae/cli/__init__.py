@@ -1,0 +1,112 @@
+"""The command line: argument parsing and clean errors only; the work is in the library.
+
+One module per group of commands (train, runs, misc, ...), each with ``add(sub)``; this module
+holds ``main``: the error handling, signals and exit codes.
+
+    ganvae train --model dcgan --data mnist --steps 2000 --out runs/x
+    ganvae sample runs/x -n 64 --seed 0 --out grid.png
+    ganvae info runs/x
+    ganvae traverse runs/x --dims 0-9 --range 3 --columns 9
+    ganvae interpolate runs/x --seeds 1 2 --frames 10
+    ganvae models
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import signal
+import sys
+import threading
+import warnings
+
+from ..errors import GanvaeError
+
+
+# the command groups, in the order `ganvae --help` lists them; each module has add(subparsers)
+COMMAND_MODULES = ("train", "runs", "misc")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    from ..version import __version__
+
+    parser = argparse.ArgumentParser(prog="ganvae", description="Train, sample and inspect GANs and VAEs.",
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ganvae {__version__}")
+    # no option abbreviations: `sample --n 4` must not quietly mean --nrow 4
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").add(sub)
+    return parser
+
+
+EXIT_CODES = """exit codes:
+  0    done, or stopped by plan (--max-minutes, a privacy budget); the run is saved
+  1    an unexpected error (a bug: please report it with the traceback)
+  2    bad input or an unusable file, disk or folder: one line says which and why; nothing good was lost
+  3    training diverged (a loss or a weight became NaN/inf); the last good checkpoint is kept
+  128+N  stopped by signal N after saving: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP;
+       `ganvae train --resume RUN` continues it exactly"""
+
+
+def _warn(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"ganvae: warning: {message}", file=sys.stderr)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP before training has its own handlers (start-up): unwind like Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _warn  # library warnings (damaged log lines, ...) as one line each
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # the training loop installs its graceful handlers itself
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                old[sig] = signal.signal(sig, _interrupt)
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except GanvaeError as e:
+        print(f"ganvae: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print("ganvae: interrupted" + ("" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"),
+              file=sys.stderr)
+        return 128 + signum
+    except BrokenPipeError:  # `ganvae info RUN | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as e:  # a full or read-only disk, a missing folder: the file and the cause, one line
+        if e.filename is None and e.errno is None:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"ganvae: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,7 +21,12 @@ For each model at its default sizes (registered config, default widths, batch 64
   measured in this run (2048x2048 fp32 / bf16 ``torch.mm``);
 - sampling images/s (``model.sample``, batches of 256) and peak resident memory over the
   process's baseline (``ru_maxrss`` after minus before building the model);
-- for ganvae's fp32 loop, the profile's top operators (``torch.profiler``, self CPU time).
+- for ganvae's fp32 loop, the profile's top operators (``torch.profiler``, self CPU time);
+- bf16 beside fp32 for every model where the device computes bf16 in hardware (GPUs; CPUs with
+  AVX512-BF16 or AMX, :func:`ganvae.util.cpu.cpu_bf16`), and where it does, a short training curve
+  of dcgan on ``--curve-data`` (mnist) in both precisions with a final FID, to show the quality is
+  unchanged (``--curve on`` forces it, ``off`` skips it). The bf16 target: 1.6x the reference loop
+  at dcgan-28/32/64. Without bf16 instructions the results say so in a sentence.
 
 All loops of one model (the reference, ganvae contiguous, ganvae channels_last, other precisions,
 compile) are built in one worker process and timed in alternating blocks, so the noise of a shared
@@ -90,12 +95,11 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def cpu_has_bf16() -> str | None:
+    """"amx", "avx512_bf16" or None (GANVAE_CPU_BF16 forces the answer)."""
+    from ganvae.util.cpu import cpu_bf16
+
+    return cpu_bf16()
 
 
 # --------------------------------------------------------------------------- the two loops
@@ -121,7 +125,8 @@ class OursLoop:
         self.model = build_model(spec).to(device)
         images, labels = fake_data(spec)
         cfg = TrainConfig(batch_size=args.batch, precision=args.precision, channels_last=args.channels_last,
-                          compile=args.compile, tensorboard=False, report=False, device=str(device))
+                          compile=args.compile, tensorboard=False, report=False, device=str(device),
+                          cuda_graphs=getattr(args, "graphs", None))  # CUDA: graphs by default, as ganvae trains
         self.tmp = tempfile.TemporaryDirectory()
         self.trainer = Trainer(self.model, cfg, images, labels, self.tmp.name, device)
         if args.defer is not None:  # the non-finite loss check: after every phase (a host sync) or deferred
@@ -192,7 +197,7 @@ def detail_worker(job: dict) -> dict:
     device = torch.device(job["device"])
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     v = job["variant"]
-    loop = make_loop(job["spec"], v, job["base"], device)
+    loop = make_loop(job["spec"], {**v, "graphs": False}, job["base"], device)  # FLOPs, profile: eager ops
     for _ in range(2):
         loop.step()
     out = {}
@@ -251,6 +256,12 @@ def main() -> None:
     ap.add_argument("--compile", default="", help="models to also measure with torch.compile (comma list)")
     ap.add_argument("--finite-check", default="", help="models to also measure with the other non-finite loss "
                     "check than the device's default (every phase with a host sync on CUDA; deferred on the CPU)")
+    ap.add_argument("--curve", choices=["auto", "on", "off"], default="auto",
+                    help="the fp32-vs-bf16 training curve (auto: where the device has bf16 instructions)")
+    ap.add_argument("--curve-steps", type=int, default=600, help="training steps of each curve (batch 64)")
+    ap.add_argument("--curve-data", default="mnist", help="data source of the curve")
+    ap.add_argument("--curve-fid", type=int, default=5000, help="samples of the final FID of each curve (0: none)")
+    ap.add_argument("--peak-seconds", type=float, default=1.0, help="seconds per timed block of the matmul peak")
     ap.add_argument("--results", default="benchmarks/results/speed.md")
     args = ap.parse_args()
     if args.worker:
@@ -263,7 +274,7 @@ def main() -> None:
     for m in models:
         if m not in SPECS:
             raise SystemExit(f"--models: unknown {m!r}; valid: {', '.join(SPECS)}")
-    bf16_hw = args.device.startswith("cuda") or cpu_has_bf16()
+    bf16_hw = "GPU" if args.device.startswith("cuda") else cpu_has_bf16()
     if args.precisions:
         precisions = {m: args.precisions.split(",") for m in models}
     else:
@@ -271,7 +282,8 @@ def main() -> None:
     cl = set() if args.channels_last == "none" else set(args.channels_last.split(","))
     comp = set(filter(None, args.compile.split(",")))
     # without bf16 instructions a bf16 matmul is emulated (about 1 GFLOP/s on a 2-core EPYC): measure it small
-    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16, 2048 if bf16_hw else 256)}
+    peak = {"fp32": matmul_peak(torch.float32, seconds=args.peak_seconds),
+            "bf16": matmul_peak(torch.bfloat16, 2048 if bf16_hw else 256, args.peak_seconds)}
     print(f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s", flush=True)
     base = dict(batch=args.batch, steps=args.steps, repeats=args.repeats, warmup=args.warmup,
                 threads=args.threads, device=args.device, precision="fp32", channels_last=False, compile=False,
@@ -306,12 +318,43 @@ def main() -> None:
             print(f"{m:11s} {label(r):30s} {r['img_s']:8.1f} img/s  x{r['ratio']:.2f}", flush=True)
     # the peak again at the end: the machine is noisy, the larger measurement is the closer to the truth
     for k, n in (("fp32", 2048), ("bf16", 2048 if bf16_hw else 256)):
-        peak[k] = max(peak[k], matmul_peak(getattr(torch, {"fp32": "float32", "bf16": "bfloat16"}[k]), n))
+        peak[k] = max(peak[k], matmul_peak(getattr(torch, {"fp32": "float32", "bf16": "bfloat16"}[k]), n,
+                                           args.peak_seconds))
     print(f"matmul peak (max of start and end): fp32 {peak['fp32']:.0f} GFLOP/s", flush=True)
     for r in rows:
         if "gflop_s" in r:
             r["peak_share"] = r["gflop_s"] / peak[r["precision"]]
-    write(rows, peak, bf16_hw, args)
+    curves = curve(args) if args.curve == "on" or (args.curve == "auto" and bf16_hw) else None
+    write(rows, peak, bf16_hw, args, curves)
+
+
+def curve(args) -> list[dict]:
+    """dcgan on ``--curve-data`` for ``--curve-steps`` steps in fp32 and in bf16: logged losses, img/s, final FID."""
+    import ganvae
+
+    out = []
+    every = max(1, args.curve_steps // 6)
+    for precision in ("fp32", "bf16"):
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            run = ganvae.train("dcgan", args.curve_data, out=Path(tmp) / precision, steps=args.curve_steps,
+                               batch_size=64, seed=0, device=args.device, precision=precision, progress=False,
+                               log=lambda *a: None, set=[f"train.log_every={every}", "train.tensorboard=false",
+                                                         "train.report=false", f"train.threads={args.threads}",
+                                                         f"train.sample_every={args.curve_steps}"])
+            seconds = time.perf_counter() - t
+            lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+            lines = [x for x in lines if "loss/D" in x]
+            fid = None
+            if args.curve_fid:
+                recs = ganvae.evaluate(run.path, metrics="fid", n=args.curve_fid, baselines=False, write=False,
+                                       log=None, progress=False, device=args.device)
+                fid = next((r["value"] for r in recs if r.get("metric") == "fid"), None)
+        row = {"precision": precision, "seconds": seconds, "fid": fid,
+               "curve": [(x["step"], x["loss/D"], x["loss/G"], x["img_per_s"]) for x in lines]}
+        print(f"curve {precision}: {seconds:.0f}s, fid {fid}", flush=True)
+        out.append(row)
+    return out
 
 
 def label(r: dict) -> str:
@@ -326,7 +369,7 @@ def label(r: dict) -> str:
     return " ".join(parts)
 
 
-def write(rows: list[dict], peak: dict, bf16_hw: bool, args) -> None:
+def write(rows: list[dict], peak: dict, bf16_hw, args, curves: list[dict] | None = None) -> None:
     dev = args.device
     if dev.startswith("cuda") and torch.cuda.is_available():
         machine = f"{torch.cuda.get_device_name(0)}"
@@ -336,7 +379,7 @@ def write(rows: list[dict], peak: dict, bf16_hw: bool, args) -> None:
         "# Training speed: ganvae's loop against a tutorial-style reference loop",
         "",
         f"- Date: {dt.date.today()}; machine: {machine}; torch {torch.__version__}; "
-        f"bf16 instructions: {'yes' if bf16_hw else 'no (bf16 is emulated: slower than fp32 here)'}",
+        f"bf16 instructions: {bf16_hw or 'no (bf16 is emulated: slower than fp32 here)'}",
         f"- Command: `{' '.join(shlex.quote(a) for a in [sys.executable.split('/')[-1], *sys.argv])}`",
         f"- Matmul peak measured in this run (2048^3 torch.mm): fp32 {peak['fp32']:.0f} GFLOP/s, "
         f"bf16 {peak['bf16']:.0f} GFLOP/s",
@@ -346,7 +389,9 @@ def write(rows: list[dict], peak: dict, bf16_hw: bool, args) -> None:
         "ratio = img/s / reference img/s of the same model; FLOPs per training image from FlopCounterMode "
         "over one whole step (all phases, forward + backward); share = achieved GFLOP/s / matmul peak of "
         "that precision (the larger of two measurements, at the start and the end); memory = peak RSS over the "
-        "worker's baseline (CPU). ganvae's default on the CPU is channels_last for conv nets.",
+        "worker's baseline (CPU). ganvae's default on the CPU is channels_last for conv nets; on CUDA its loop "
+        "runs as it trains by default, the step captured in a CUDA graph (train.cuda_graphs), except the 'finite "
+        "check every phase' rows (a host sync per phase: eager).",
         "",
         "| model | loop | img/s | x reference | GFLOP/img | GFLOP/s | share of peak | sample img/s | memory MB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -362,6 +407,7 @@ def write(rows: list[dict], peak: dict, bf16_hw: bool, args) -> None:
                      f"{f('sample_img_s', '.0f')} | {f('rss_mb', '.0f')} |" if "flops_per_img" in r else
                      f"| {r['model']} | {label(r)} | {r['img_s']:.1f} | {f('ratio', '.2f')} | | | | "
                      f"{f('sample_img_s', '.0f')} | {f('rss_mb', '.0f')} |")
+    lines += [""] + bf16_lines(rows, bf16_hw, curves, args)
     lines += ["", "## Where the time goes (ganvae fp32, torch.profiler, share of self CPU time)", ""]
     for r in rows:
         if r.get("top_ops"):
@@ -371,6 +417,33 @@ def write(rows: list[dict], peak: dict, bf16_hw: bool, args) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
+
+
+def bf16_lines(rows: list[dict], bf16_hw, curves: list[dict] | None, args) -> list[str]:
+    """The bf16 section: the 1.6x target at dcgan-28/32/64, the fp32-vs-bf16 curve, or why there is none."""
+    out = ["## bf16", ""]
+    if not bf16_hw:
+        out.append(f"This CPU ({cpu_model()}) has no AVX512-BF16 or AMX instructions, so bf16 was not measured: "
+                   "it runs emulated here, far slower than fp32 (`--precision bf16` warns; `--precision auto` "
+                   "keeps fp32). Run this script on a CPU with them (or a GPU) for the bf16 columns and curve.")
+    elif not any(r.get("precision") == "bf16" for r in rows):
+        out.append("bf16 was not measured in this run (--precisions).")
+    for m in ("dcgan-28", "dcgan-32", "dcgan-64"):
+        got = [r for r in rows if r["model"] == m and r.get("precision") == "bf16" and "ratio" in r]
+        if got:
+            best = max(got, key=lambda r: r["ratio"])
+            out.append(f"- {m}: bf16 {best['img_s']:.1f} img/s = {best['ratio']:.2f}x the reference loop (target "
+                       f"1.6x: {'met' if best['ratio'] >= 1.6 else 'NOT met'})")
+    if curves:
+        out += ["", f"Training curve: dcgan on `{args.curve_data}`, batch 64, {args.curve_steps} steps, seed 0, in "
+                f"each precision (loss/D, loss/G at the logged steps; FID of the EMA generator on "
+                f"{args.curve_fid} samples against the test split, feature net `auto`).", "",
+                "| precision | wall s | final FID | step: loss/D, loss/G (img/s) |", "|---|---:|---:|---|"]
+        for c in curves:
+            pts = "; ".join(f"{st}: {d:.3f}, {g:.3f} ({ips:.0f})" for st, d, g, ips in c["curve"])
+            fid = f"{c['fid']:.2f}" if c["fid"] is not None else ""
+            out.append(f"| {c['precision']} | {c['seconds']:.0f} | {fid} | {pts} |")
+    return out
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def shrink(words: list[str], photos: Path) -> list[str]:
         prev = w[i - 1] if i else ""
         if prev == "--data" and x in ("mnist", "mnist-5k"):
             w[i] = "digits"
-        elif prev == "--data" and x == "~/photos":
+        elif x == "~/photos":  # after --data, or a data command's SOURCE
             w[i] = str(photos)
         elif prev == "--steps":
             w[i] = str(max(1, int(x) // 1000))

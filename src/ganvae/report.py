@@ -3,10 +3,11 @@
 What it shows, from the run folder alone: the run's identity (model, data, steps, images
 seen, training time, versions); loss curves per phase against thousands of images seen
 (matplotlib, embedded as PNG); throughput; periodic evaluation scores when the run has
-them; the sample grids over training as a timeline; the final scores from ``eval.jsonl``
-with their protocol, the real-data and untrained references and a reading in words; each
-trainer plugin's summary from ``run.json`` (the privacy guarantee of a DP run) and an audit
-verdict where the run folder holds one (``audit.json``); the resolved config.
+them; health alarms (collapse, D overfitting, divergence) with the step each began; the
+sample grids over training as a timeline; the final scores from ``eval.jsonl`` with their
+protocol, the real-data and untrained references and a reading in words; each trainer plugin's
+summary from ``run.json`` (the privacy guarantee of a DP run) and an audit verdict where the run
+folder holds one (``audit.json``); the resolved config.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from .runfolder import info, read_jsonl, read_run_json
 from .util.files import atomic_write_bytes
 
 MAX_TIMELINE = 8  # sample grids shown, evenly spaced over training
-RUN_JSON_KEYS = {"ganvae_version", "torch_version", "device", "processes", "data"}  # the rest: plugin summaries
+RUN_JSON_KEYS = {"ganvae_version", "torch_version", "device", "processes", "data", "precision",
+                 "cuda_graphs"}  # the rest: plugin summaries
 
 
 def _png_b64(fig) -> str:
@@ -158,6 +160,19 @@ def _scores(evals: list[dict]) -> list[str]:
                                 "generated", "reference", "step", "protocol"])]
 
 
+def _health(records: list[dict]) -> list[str]:
+    """The health alarms of ``metrics.jsonl`` (:mod:`ganvae.training.health`): each with the step it began."""
+    alarms = [r for r in records if "alarm" in r]
+    if not alarms and not any(k.startswith("health/") for r in records for k in r):
+        return []  # train.health was off
+    head = ("<h2>Health alarms</h2><p class=note>Mode collapse, discriminator overfitting and divergence, judged from "
+            "a fixed probe every log line and the periodic evaluation (train.health); the run went on.</p>")
+    if not alarms:
+        return [head, "<p>None raised.</p>"]
+    rows = [[_fmt(r.get("alarm")), _fmt(r.get("began")), _fmt(r.get("step")), _fmt(r.get("message"))] for r in alarms]
+    return [head, _table(rows, ["alarm", "began at step", "found at step", "message"])]
+
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
@@ -182,7 +197,8 @@ def build_report(run: str | Path) -> str:
         ["model", _fmt(d.get("model"))], ["data", _fmt(d.get("data"))],
         ["steps", f"{_fmt(d.get('step'))} of {_fmt(d.get('steps_target'))}"],
         ["images seen", _fmt(d.get("images_seen"))], ["training time (s)", _fmt(d.get("train_time_s"))],
-        ["device", _fmt(run_json.get("device"))],
+        ["device", _fmt(run_json.get("device")) + "".join(
+            f", {k.replace('_', ' ')} {_fmt(run_json[k])}" for k in ("precision", "cuda_graphs") if k in run_json)],
         ["versions", f"ganvae {_fmt(run_json.get('ganvae_version'))}, torch {_fmt(run_json.get('torch_version'))}"],
     ]
     parts.append(_table(ident, ["", ""]))
@@ -191,8 +207,9 @@ def build_report(run: str | Path) -> str:
                      "a full disk).</p>")
     if evals:
         parts += _scores(evals)
+    parts += _health(records)
     for name, summary in run_json.items():  # plugin summaries (e.g. "privacy": the DP guarantee)
-        if name not in RUN_JSON_KEYS and isinstance(summary, dict):
+        if name not in RUN_JSON_KEYS and isinstance(summary, dict) and summary:
             parts.append(f"<h2>{html.escape(name.title())}</h2>")
             parts.append(_table([[html.escape(str(k)), _fmt(v)] for k, v in summary.items()], ["", ""]))
     if (run / "audit.json").is_file():  # `ganvae audit`: verdict, headline numbers, closest pairs

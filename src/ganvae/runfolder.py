@@ -5,6 +5,7 @@ A run is described by one :class:`RunConfig`, written to ``RUN/config.yaml``::
     model:   {name: dcgan, latent_dim: 100, ...}    # the model's own config dataclass (ganvae.models)
     data:    {source: mnist, image_size: null, ...}  # ganvae.data.DataConfig
     train:   {steps: 2000, batch_size: 64, ...}      # ganvae.training.TrainConfig
+             health: {enabled: true, ...}            #   train.health: ganvae.training.health.HealthConfig
     privacy: {epsilon: 10, ...}                      # ganvae.privacy.PrivacyConfig (only when DP is on)
 
 Every field has a default and a comment where it is defined; the resolved config (every
@@ -30,6 +31,7 @@ from .metrics import METRICS
 from .models import MODELS
 from .privacy import PrivacyConfig
 from .training import TrainConfig
+from .training.health import HealthConfig, health_config
 from .util.lock import LOCK_NAME
 from .util.lock import holder as lock_holder
 
@@ -59,13 +61,14 @@ class RunConfig:
     data: DataConfig
     train: TrainConfig
     privacy: PrivacyConfig = dataclasses.field(default_factory=PrivacyConfig)
+    health: HealthConfig = dataclasses.field(default_factory=HealthConfig)  # train.health: the health alarms
     notes: list[str] = dataclasses.field(default_factory=list)  # defaults chosen for the user (printed, not saved)
 
     def to_dict(self) -> dict:
         return {
             "model": {"name": self.model_name, **to_dict(self.model)},
             "data": to_dict(self.data),
-            "train": to_dict(self.train),
+            "train": {**to_dict(self.train), "health": to_dict(self.health)},
             **({"privacy": to_dict(self.privacy)} if self.privacy.enabled else {}),
         }
 
@@ -110,6 +113,7 @@ def resolve(raw: dict) -> RunConfig:
         raise GanvaeError(f"--objective applies to GAN models; model {name!r} is not one")
     notes = spec.config_class.fill_defaults(model_raw)  # e.g. wgan-gp: D without BatchNorm, unless set
     train_raw = dict(raw.get("train") or {})
+    health = health_config(train_raw.pop("health", None))  # a section of its own, kept under train:
     if train_raw.get("keep_best") and train_raw.get("eval_every_kimg") is None:  # --keep-best alone: 10 scores
         images = int(train_raw.get("steps", TrainConfig.steps)) * int(train_raw.get("batch_size", TrainConfig.batch_size))
         train_raw["eval_every_kimg"] = max(0.1, round(images / 10 / 1000, 3))
@@ -118,7 +122,7 @@ def resolve(raw: dict) -> RunConfig:
     cfg = RunConfig(model_name=name, model=from_dict(spec.config_class, model_raw, "model"),
                     data=from_dict(DataConfig, raw.get("data"), "data"),
                     train=from_dict(TrainConfig, train_raw, "train"),
-                    privacy=from_dict(PrivacyConfig, raw.get("privacy"), "privacy"), notes=notes)
+                    privacy=from_dict(PrivacyConfig, raw.get("privacy"), "privacy"), health=health, notes=notes)
     if cfg.train.eval_every_kimg is not None:
         METRICS.get(cfg.train.eval_metric)  # unknown name -> error listing the valid ones
     return cfg
@@ -222,6 +226,9 @@ def info(path: str | Path) -> dict:
                    for r in evals if "metric" in r})
     if scores:
         out["scores"] = scores
+    alarms = [{k: r.get(k) for k in ("alarm", "began", "step", "message")} for r in records if "alarm" in r]
+    if alarms:  # health alarms (ganvae.training.health): kind, the step it began, the step it was found, why
+        out["alarms"] = alarms
     if damaged or damaged_eval:
         out["damaged_lines"] = {str(path): n for path, n in ((metrics, damaged), (p / "eval.jsonl", damaged_eval)) if n}
     running = lock_holder(p)

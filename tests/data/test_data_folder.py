@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-import ganvae.data.folder as folder_mod
+import ganvae.data.cache_folder as folder_mod  # decodes folders into the cache (data.cache=auto)
 from ganvae.data import DataConfig, load_data
 from ganvae.errors import GanvaeError
 
@@ -179,7 +179,7 @@ def test_cache_hit_and_invalidation(tmp_path, cache_dir, imgs, monkeypatch):
         imgs.gray(root / f"{i}.png", 40 * i)
     first = load(root, cache_dir, image_size=8)
     assert first.meta["cache"] == "written"
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    assert len(list((tmp_path / "cache" / "data").glob("folder-*"))) == 1
 
     calls = []
     real = folder_mod.decode_file
@@ -201,7 +201,7 @@ def test_cache_hit_and_invalidation(tmp_path, cache_dir, imgs, monkeypatch):
     os.utime(root / "2.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
     third = load(root, cache_dir, image_size=8)
     assert third.meta["cache"] == "written" and len(calls) == 4
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # the stale file was replaced
+    assert len(list((tmp_path / "cache" / "data").glob("folder-*"))) == 1  # the stale cache was replaced
 
     imgs.gray(root / "new.png", 200)  # adding a file invalidates too
     calls.clear()
@@ -217,8 +217,8 @@ def test_corrupt_cache_is_rebuilt(tmp_path, cache_dir, imgs):
     root = tmp_path / "pics"
     imgs.gray(root / "a.png", 9)
     load(root, cache_dir, image_size=8)
-    (cache_file,) = (tmp_path / "cache").glob("*.npz")
-    cache_file.write_bytes(b"not a zip at all")
+    (cache,) = (tmp_path / "cache" / "data").glob("folder-*")
+    (cache / "images.u8").write_bytes(b"short")  # not the size meta.json says: not used
     d = load(root, cache_dir, image_size=8)
     assert d.meta["cache"] == "written" and torch.all(d.train.images == 9)
     assert load(root, cache_dir, image_size=8).meta["cache"] == "hit"
@@ -228,7 +228,7 @@ def test_default_cache_dir_from_env(tmp_path, imgs):
     imgs.gray(tmp_path / "p" / "a.png", 1)
     d = load_data(DataConfig(source=f"folder:{tmp_path / 'p'}", holdout=0.0), progress=False)
     assert d.meta["cache"] == "written"
-    assert list((tmp_path / "env-cache").glob("folder-*.npz"))
+    assert list((tmp_path / "env-cache" / "data").glob("folder-*"))
 
 
 # --------------------------------------------------------------------------- bad input

@@ -18,6 +18,8 @@ from ..report import write_report as report
 from ..runfolder import OPTIONS, RunConfig, info
 from ..training import TrainConfig
 from ..util.device import resolve_device
+from .data import data_info, prepare_data
+from .featnet import feature_net_info, train_feature_net
 from .runs import audit, check_seed, evaluate, interpolate, load, sample, sample_labels, traverse
 from .training import RESUMABLE_KEYS, Run, check_model_size, export, train
 
@@ -25,4 +27,6 @@ __all__ = ["train", "load", "info", "evaluate", "audit", "report", "export", "sa
            "RunConfig", "MODELS", "SOURCES", "GAN_OBJECTIVES", "METRICS", "OPTIONS", "TrainConfig",
            "resolve_device", "privacy_lines", "prior_code", "decode", "slerp", "load_image", "make_grid",
            "sample_labels", "check_seed", "check_model_size", "RESUMABLE_KEYS"]
+__all__ += ["train_feature_net", "feature_net_info"]  # domain feature nets (featnet.py)
+__all__ += ["prepare_data", "data_info"]  # data caches (data.py)
 

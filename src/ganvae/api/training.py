@@ -26,7 +26,9 @@ from ..privacy import prepare as prepare_privacy
 from ..report import write_report as report
 from ..runfolder import (SECTIONS, RunConfig, compose, default_out, fill_from_data, prepare_out, read_config, resolve)
 from ..training import DivergenceError, Trainer, distributed
+from ..training.ada import ada_plugins
 from ..training.checkpoint import nonfinite
+from ..training.health_plugin import health_plugins
 from ..util.device import physical_memory
 from ..util.files import atomic_write_text
 from ..util.lock import RunLock
@@ -36,8 +38,8 @@ from .runs import load
 
 # train.* keys a resume may change; anything else would break the exact continuation
 RESUMABLE_KEYS = {"steps", "max_minutes", "device", "threads", "log_every", "sample_every", "checkpoint_every",
-                  "eval_every_kimg", "eval_n", "report", "tensorboard", "precision", "channels_last", "compile",
-                  "tf32"}
+                  "eval_every_kimg", "eval_n", "eval_feature_net", "report", "tensorboard", "precision",
+                  "channels_last", "compile", "tf32", "health", "cuda_graphs"}  # health: watches, never changes the run
 
 
 @dataclass
@@ -214,13 +216,17 @@ def _trainer(cfg: RunConfig, splits, out: Path, device: torch.device, world) -> 
     evaluator = on_best = None
     if tc.eval_every_kimg:
         evaluator = TrainingEvaluator(tc.eval_metric, net, splits, tc.eval_n, seed=tc.seed, device=str(device),
+                                      feature_net=tc.eval_feature_net,
                                       binarize=cfg.data.binarize)
         if tc.keep_best:
             def on_best(tr, value):
                 save_model(net, out / "best", tr.sampling_net() if tr.ema is not None else None,
                            {"step": tr.step, "images_seen": tr.images_seen, "data": splits.meta, "best": tr.best})
     return Trainer(net, tc, splits.train.images, splits.train.labels, out, device, binarize=cfg.data.binarize,
-                   evaluator=evaluator, on_best=on_best, world=world, plugins=privacy_plugins(cfg.privacy))
+                   evaluator=evaluator, on_best=on_best, world=world,
+                   plugins=[*privacy_plugins(cfg.privacy), *ada_plugins(net),
+                            *health_plugins(cfg.health, splits.train.images, splits.train.labels, splits.test.images,
+                                            splits.test.labels, private=cfg.privacy.enabled)])
 
 
 def _train(cfg: RunConfig, splits, out: Path, resume: bool, progress: bool, log, device: torch.device,
@@ -242,10 +248,15 @@ def _train(cfg: RunConfig, splits, out: Path, resume: bool, progress: bool, log,
                    result["last"])
     write_yaml(cfg.to_dict(), out / "config.yaml")
     run_info = {"ganvae_version": __version__, "torch_version": torch.__version__, "device": str(device),
-                "processes": world.size, "data": splits.meta,
-                **{pl.name: pl.summary() for pl in trainer.plugins}}
+                "processes": world.size, "precision": trainer.precision, "cuda_graphs": trainer.cuda_graphs,
+                "data": splits.meta, **{pl.name: pl.summary() for pl in trainer.plugins}}
+    choice = getattr(trainer.evaluator, "feature_choice", None)
+    if choice is not None:  # which features the periodic scores use, and why (featnet_auto)
+        run_info["eval_features"] = {"net": choice.name, "reason": choice.reason}
     atomic_write_text(out / "run.json", json.dumps(run_info, indent=2) + "\n")
     if progress:
+        if choice is not None:
+            log(f"periodic evaluation {choice.line()}")
         log(f"{'resuming' if resume else 'training'} {cfg.model_name} on {cfg.data.source} "
             f"({splits.meta['n_train']} train images, {splits.meta['channels']}x{splits.meta['image_size']}x"
             f"{splits.meta['image_size']}" + (", the folder default size: --image-size S to choose"
@@ -256,6 +267,9 @@ def _train(cfg: RunConfig, splits, out: Path, resume: bool, progress: bool, log,
                if tc.max_minutes else ""))
     t0, images0 = time.perf_counter(), trainer.images_seen
     result = trainer.run(tc.steps, progress=progress)
+    if trainer.cuda_graphs != run_info["cuda_graphs"]:  # a capture refused at the first step: run.json says so
+        run_info["cuda_graphs"] = trainer.cuda_graphs
+        atomic_write_text(out / "run.json", json.dumps(run_info, indent=2) + "\n")
     path = _finish(trainer, cfg, splits, out, log, run_info)
     run = Run(out, cfg, trainer.step, trainer.images_seen, trainer.train_seconds, result["stopped"], result["last"],
               trainer.interrupted_by)

@@ -47,7 +47,7 @@ def _add_serve(sub) -> None:
 
 
 def cmd_serve(a) -> int:
-    from .serve import serve
+    from ..serve import serve
 
     serve(a.runs, host=a.host, port=a.port, device=a.device)
     return 0

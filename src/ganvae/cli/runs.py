@@ -64,6 +64,8 @@ def cmd_info(a) -> int:
     for k, r in (d.get("scores") or {}).items():
         value = r["value"] if isinstance(r["value"], (int, float)) else float("nan")
         print(f"score:   {k:<16} {value:.4g}  (step {r['step']}, {r['source']})")
+    for r in d.get("alarms") or []:  # health alarms: what began when, found at which step
+        print(f"alarm:   {r['message']} (found at step {r['step']})")
     if d.get("privacy"):
         for line in api.privacy_lines(d["privacy"]):
             print(line)
@@ -85,8 +87,9 @@ def _add_eval(sub) -> None:
     p.add_argument("-n", "--n", type=int, default=10000,
                    help="generated images, and at most as many reference images (default: 10000)")
     p.add_argument("--feature-net", default="auto",
-                   help="auto (digit classifier for digit-like data, shapes net for shapes, else effnet), "
-                        "mnist, shapes, effnet, inception (default: auto)")
+                   help="auto (a domain net where it classifies the labelled reference images: mnist for digits, "
+                        "shapes for shapes; else effnet; the table says which and why), mnist, shapes, effnet, "
+                        "inception, or a .safetensors file from ganvae featnet train (default: auto)")
     p.add_argument("--inception-weights", help="path to the standard pt_inception-2015-12-05 weights (for inception)")
     p.add_argument("--split", default="test", help="reference split: test or train (default: test)")
     p.add_argument("--seed", type=int, default=0, help="latent seed and subset seed (default: 0)")
@@ -194,8 +197,8 @@ def _add_audit(sub) -> None:
                         "(default: 1000 or what the data has)")
     p.add_argument("--seed", type=int, default=0, help="latent seed and subset seed (default: 0)")
     p.add_argument("--feature-net", default="auto",
-                   help="feature space: auto (what ganvae eval uses for the data), mnist, shapes, effnet, pixels "
-                        "(default: auto)")
+                   help="feature space: auto (what ganvae eval uses for the data), mnist, shapes, effnet, pixels, "
+                        "or a .safetensors file from ganvae featnet train (default: auto)")
     p.add_argument("--features", dest="feature_net", **OLD_NAME)  # before --feature-net
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_audit)

@@ -2,6 +2,9 @@
 
 ``load_data(DataConfig(...))`` returns :class:`DataSplits` with uint8
 ``(N, C, H, W)`` train/test images, optional labels/factors and JSON-able meta.
+A folder of images (and a large idx/npz source) goes through an on-disk cache
+(:mod:`.cache`, :mod:`.cache_folder`, :mod:`.cache_arrays`): its images are then a
+:class:`~.cache_view.CachedImages` view, read a batch at a time.
 """
 
 from .config import DataConfig, DataSplits, ImageData, SourceData

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import GanvaeError
+from .cache_view import is_cached
 
 
 MAX_IMAGE_SIZE = 4096  # larger squares are not generated images this library trains; refused before any resize
@@ -28,8 +29,18 @@ class DataConfig:
     limit: int | None = None  # keep at most this many train images (seeded subset)
     n: int | None = None  # generated sources only (shapes): number of images, default 10000
     skip_bad_images: bool = False  # folder: skip unreadable files instead of failing
-    cache_dir: str | None = None  # folder cache; default $GANVAE_CACHE or ~/.cache/ganvae
+    # auto: a folder (and an idx/npz source over 1 GiB) is decoded once into an on-disk cache under cache_dir and
+    # training reads it a batch at a time; off: decoded into memory on every load; a PATH: the cache folder to use
+    # (made by `ganvae data prepare --out PATH`; built there when missing or stale, refused if made for other options)
+    # (YAML reads a bare off/false as false and on/true as true: those mean off and auto)
+    cache: bool | str = "auto"
+    cache_dir: str | None = None  # where cache=auto keeps caches (under data/); default $GANVAE_CACHE or ~/.cache/ganvae
+    workers: int | None = None  # processes that decode a folder into the cache; None: min(CPUs, 8)
     binarize: bool = False  # dynamic binarisation: every training batch is a fresh Bernoulli(pixel/255) sample
+
+    def __post_init__(self) -> None:
+        if isinstance(self.cache, bool):
+            self.cache = "auto" if self.cache else "off"
 
     def validate(self) -> None:
         """Raise :class:`GanvaeError` for option values that can never work."""
@@ -54,11 +65,21 @@ class DataConfig:
             raise GanvaeError(f"limit must be a positive integer, got {self.limit!r}")
         if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
             raise GanvaeError(f"n must be a positive integer, got {self.n!r}")
+        if not isinstance(self.cache, str) or not self.cache.strip():
+            raise GanvaeError(f"data.cache must be auto, off or a folder path, got {self.cache!r}")
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise GanvaeError(f"data.workers must be a positive integer, got {self.workers!r}")
 
 
 @dataclass
 class ImageData:
-    """A set of images: uint8 ``(N, C, H, W)``, optional int64 labels and float32 factors."""
+    """A set of images: uint8 ``(N, C, H, W)``, optional int64 labels and float32 factors.
+
+    ``images`` is a tensor, or a :class:`~ganvae.data.cache_view.CachedImages` view of rows of an
+    on-disk cache (read when indexed; see :mod:`ganvae.data.cache`).
+    """
 
     images: torch.Tensor
     labels: torch.Tensor | None = None
@@ -84,9 +105,9 @@ class ImageData:
         return int(self.images.shape[0])
 
     def subset(self, index: torch.Tensor) -> "ImageData":
-        """The images at ``index`` (a LongTensor), as new contiguous tensors."""
+        """The images at ``index`` (a LongTensor), as new contiguous tensors (cached images: a new view)."""
         return ImageData(
-            images=self.images[index],
+            images=self.images.take(index) if is_cached(self.images) else self.images[index],
             labels=None if self.labels is None else self.labels[index],
             factors=None if self.factors is None else self.factors[index],
         )

@@ -1,4 +1,4 @@
-"""``folder:PATH`` -- a folder of image files, decoded in parallel and cached.
+"""``folder:PATH`` -- a folder of image files: the rules, and decoding into memory.
 
 Rules (documented for users):
 
@@ -15,20 +15,16 @@ Rules (documented for users):
   else 1; ``channels`` overrides (grey -> replicated, colour -> BT.601 luma).
 * Pixel formats: 16-bit maps 0..65535 -> 0..255; transparency is composited on
   black; palette/CMYK/YCbCr -> RGB.
-* Cache: the decoded result is stored under the cache dir as one ``.npz`` named by a
-  hash of the folder's absolute path, the options and the (relative path, size,
-  mtime_ns) of every image file; any added, removed or touched file invalidates it.
-  Older cache files for the same folder and options are removed when a new one is
-  written. A corrupt cache file is ignored and rebuilt.
+* Cache: with ``data.cache`` = ``auto`` (the default) or a path, the folder is decoded once, in
+  worker processes, into an on-disk cache that training reads a batch at a time
+  (:mod:`ganvae.data.cache`, :mod:`ganvae.data.cache_folder`); any added, removed or touched
+  file invalidates it. ``data.cache=off`` decodes into memory every time (this module).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,12 +38,7 @@ from .transform import convert_channels, fit_square, is_colour_mode, pil_to_8bit
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 DEFAULT_SIZE = 64
-CACHE_VERSION = 1
 _ORIENTATION = 0x0112
-
-
-def default_cache_dir() -> str:
-    return os.environ.get("GANVAE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ganvae")
 
 
 # --------------------------------------------------------------------------- listing
@@ -114,72 +105,9 @@ def _decode_all(root: Path, rels: list[str], size: int, progress: bool) -> list:
         )
 
 
-# --------------------------------------------------------------------------- cache
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-def _cache_names(root: Path, files, cfg: DataConfig, size: int) -> tuple[str, str]:
-    opts = {"v": CACHE_VERSION, "path": str(root), "image_size": size, "channels": cfg.channels,
-            "skip_bad_images": bool(cfg.skip_bad_images)}
-    prefix = "folder-" + _digest(opts)[:16]
-    key = _digest({"opts": opts, "files": [list(f) for f in files]})
-    return prefix, key
-
-
-def _read_cache(path: Path, key: str):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            info = json.loads(bytes(z["info"]).decode())
-            if info.get("key") != key:
-                return None
-            images = z["images"]
-            labels = z["labels"] if "labels" in z.files else None
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != info["n"]:
-            return None
-        if labels is not None and labels.shape != (images.shape[0],):
-            return None
-        return images, labels, info
-    except Exception:  # missing, truncated, not a zip, bad json...: rebuild
-        return None
-
-
-def _write_cache(cache_dir: Path, prefix: str, key: str, images: np.ndarray, labels, info: dict) -> str | None:
-    """Atomically write the cache; failures are reported on stderr, never fatal."""
-    tmp = None
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        final = cache_dir / f"{prefix}-{key[:16]}.npz"
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-", suffix=".npz")
-        arrays = {"images": images, "info": np.frombuffer(json.dumps({**info, "key": key}).encode(), np.uint8)}
-        if labels is not None:
-            arrays["labels"] = labels
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        tmp = None
-        for old in cache_dir.glob(f"{prefix}-*.npz"):
-            if old != final:
-                try:
-                    old.unlink()
-                except OSError:
-                    pass
-        return str(final)
-    except OSError as e:
-        print(f"ganvae: could not write data cache in {cache_dir}: {e}", file=sys.stderr)
-        return None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-
-# --------------------------------------------------------------------------- loader
-def load_folder(path: str, cfg: DataConfig, progress: bool = True) -> SourceData:
+# --------------------------------------------------------------------------- rules shared with the cache
+def open_root(path: str) -> tuple[str, Path, list[tuple[str, int, int]]]:
+    """``folder:PATH`` -> (its name in messages, the absolute folder, its image files); one line for bad input."""
     spec = f"folder:{path}"
     root = Path(os.path.abspath(os.path.expanduser(path)))
     if not root.exists():
@@ -192,19 +120,49 @@ def load_folder(path: str, cfg: DataConfig, progress: bool = True) -> SourceData
         raise GanvaeError(f"{spec}: cannot list folder: {e}") from None
     if not files:
         raise GanvaeError(f"{spec}: no image files found (looked for {' '.join(IMAGE_EXTS)}, recursively)")
-    size = cfg.image_size if cfg.image_size is not None else DEFAULT_SIZE
+    return spec, root, files
 
-    cache_dir = Path(os.path.expanduser(cfg.cache_dir or default_cache_dir()))
-    prefix, key = _cache_names(root, files, cfg, size)
-    cache_file = cache_dir / f"{prefix}-{key[:16]}.npz"
-    hit = _read_cache(cache_file, key) if cache_file.exists() else None
-    if hit is not None:
-        images, labels, info = hit
-        notes = {"cache": "hit", "n_files": len(files)}
-    else:
-        images, labels, info = _decode_folder(root, spec, files, cfg, size, progress)
-        written = _write_cache(cache_dir, prefix, key, images, labels, info)
-        notes = {"cache": "written" if written else "failed", "n_files": len(files)}
+
+def error_text(e: BaseException) -> str:
+    """How an unreadable file's error is quoted: ``TypeName: message``."""
+    return f"{type(e).__name__}: {e}"
+
+
+def check_bad(spec: str, rels: list[str], bad: list[tuple[str, str]], skip: bool) -> None:
+    """Refuse unreadable files (``bad``: (relative path, :func:`error_text`) in file order) unless ``skip``;
+    when skipping, say so on stderr; refuse a folder with no readable file at all."""
+    if bad and not skip:
+        names = ", ".join(rel for rel, _ in bad[:3]) + (", ..." if len(bad) > 3 else "")
+        first = " ".join(bad[0][1].split())[:160]
+        raise GanvaeError(
+            f"{spec}: {len(bad)} of {len(rels)} files unreadable: {names} (first: {first}); "
+            "pass --skip-bad-images to skip them"
+        )
+    if len(bad) == len(rels):
+        raise GanvaeError(f"{spec}: none of the {len(rels)} image files is readable")
+    if bad:
+        print(f"ganvae: {spec}: skipped {len(bad)} of {len(rels)} unreadable files "
+              f"({', '.join(rel for rel, _ in bad[:3])}{', ...' if len(bad) > 3 else ''})", file=sys.stderr)
+
+
+def folder_labels(rels: list[str], good: list[str], bad: list[str]) -> tuple[np.ndarray | None, dict]:
+    """Labels of the ``good`` files (the first path component, when every image is in a subfolder) and
+    the info that goes with them: n, n_skipped, skipped_examples, class_names, unlabelled_reason."""
+    info: dict = {"n": len(good), "n_skipped": len(bad), "skipped_examples": bad[:3]}
+    if all("/" in rel for rel in rels):
+        class_names = sorted({rel.split("/", 1)[0] for rel in rels})
+        index = {c: i for i, c in enumerate(class_names)}
+        info["class_names"] = class_names
+        return np.array([index[rel.split("/", 1)[0]] for rel in good], dtype=np.int64), info
+    info["class_names"] = None
+    if any("/" in rel for rel in rels):
+        info["unlabelled_reason"] = "some images sit directly in the top folder, so subfolders are not used as labels"
+    return None, info
+
+
+def folder_notes(info: dict, n_files: int, cfg: DataConfig) -> dict:
+    """The data-meta notes of a decoded folder (skipped files, why unlabelled, the default size)."""
+    notes: dict = {"n_files": n_files}
     if info.get("n_skipped"):
         notes["n_skipped"] = info["n_skipped"]
         notes["skipped_examples"] = info["skipped_examples"]
@@ -212,35 +170,31 @@ def load_folder(path: str, cfg: DataConfig, progress: bool = True) -> SourceData
         notes["unlabelled_reason"] = info["unlabelled_reason"]
     if cfg.image_size is None:
         notes["default_size"] = DEFAULT_SIZE  # said in the data summary: folders have no one native size
+    return notes
+
+
+# --------------------------------------------------------------------------- loader (in memory)
+def load_folder(path: str, cfg: DataConfig, progress: bool = True) -> SourceData:
+    """``folder:PATH`` decoded into memory (``data.cache=off``); see the module notes for the rules."""
+    spec, root, files = open_root(path)
+    size = cfg.image_size if cfg.image_size is not None else DEFAULT_SIZE
+    images, labels, info = _decode_folder(root, spec, files, cfg, size, progress)
     class_names = info.get("class_names")
     return SourceData(
-        train=ImageData(
-            images=torch.from_numpy(images),
-            labels=None if labels is None else torch.from_numpy(labels.astype(np.int64)),
-        ),
+        train=ImageData(images=torch.from_numpy(images),
+                        labels=None if labels is None else torch.from_numpy(labels)),
         class_names=class_names,
         num_classes=len(class_names) if class_names else None,
-        notes=notes,
+        notes={**folder_notes(info, len(files), cfg), "cache": "off"},
     )
 
 
 def _decode_folder(root: Path, spec: str, files, cfg: DataConfig, size: int, progress: bool):
     rels = [f[0] for f in files]
     results = _decode_all(root, rels, size, progress)
-    bad = [(rel, r) for rel, r in zip(rels, results) if isinstance(r, BaseException)]
-    if bad and not cfg.skip_bad_images:
-        names = ", ".join(rel for rel, _ in bad[:3]) + (", ..." if len(bad) > 3 else "")
-        first = " ".join(f"{type(bad[0][1]).__name__}: {bad[0][1]}".split())[:160]
-        raise GanvaeError(
-            f"{spec}: {len(bad)} of {len(rels)} files unreadable: {names} (first: {first}); "
-            "pass --skip-bad-images to skip them"
-        )
+    bad = [(rel, error_text(r)) for rel, r in zip(rels, results) if isinstance(r, BaseException)]
+    check_bad(spec, rels, bad, cfg.skip_bad_images)
     good = [(rel, r) for rel, r in zip(rels, results) if not isinstance(r, BaseException)]
-    if not good:
-        raise GanvaeError(f"{spec}: none of the {len(rels)} image files is readable")
-    if bad:
-        print(f"ganvae: {spec}: skipped {len(bad)} of {len(rels)} unreadable files "
-              f"({', '.join(rel for rel, _ in bad[:3])}{', ...' if len(bad) > 3 else ''})", file=sys.stderr)
 
     # Channels: 3 if any image is colour, else 1; then the configured number, if any.
     native = 3 if any(colour for _, (_, colour) in good) else 1
@@ -249,18 +203,5 @@ def _decode_folder(root: Path, spec: str, files, cfg: DataConfig, size: int, pro
         images[i] = arr.transpose(2, 0, 1)  # a grey image broadcasts to 3 channels
     if cfg.channels is not None and cfg.channels != native:
         images = convert_channels(torch.from_numpy(images), cfg.channels).numpy()
-
-    # Labels from the first path component, only when every image is in a subfolder.
-    all_in_sub = all("/" in rel for rel in rels)
-    info: dict = {"n": len(good), "n_skipped": len(bad), "skipped_examples": [rel for rel, _ in bad[:3]]}
-    labels = None
-    if all_in_sub:
-        class_names = sorted({rel.split("/", 1)[0] for rel in rels})
-        index = {c: i for i, c in enumerate(class_names)}
-        labels = np.array([index[rel.split("/", 1)[0]] for rel, _ in good], dtype=np.int64)
-        info["class_names"] = class_names
-    else:
-        info["class_names"] = None
-        if any("/" in rel for rel in rels):
-            info["unlabelled_reason"] = "some images sit directly in the top folder, so subfolders are not used as labels"
+    labels, info = folder_labels(rels, [rel for rel, _ in good], [rel for rel, _ in bad])
     return images, labels, info

@@ -13,14 +13,19 @@ from .sources import GENERATED, resolve
 from .transform import conform
 
 
-def seeded_split(data: ImageData, holdout: float, seed: int) -> tuple[ImageData, ImageData]:
-    """Shuffle with ``seed`` and hold out ``round(N * holdout)`` images (at least 1 when
-    holdout > 0 and N >= 2; train always keeps at least 1)."""
-    n = len(data)
+def held_out(n: int, holdout: float) -> int:
+    """How many of ``n`` images :func:`seeded_split` holds out: ``round(N * holdout)``, at least 1 when
+    holdout > 0 and N >= 2; train always keeps at least 1."""
     n_test = int(round(n * holdout))
     if holdout > 0 and n >= 2:
         n_test = max(1, n_test)
-    n_test = min(n_test, n - 1)
+    return min(n_test, n - 1)
+
+
+def seeded_split(data: ImageData, holdout: float, seed: int) -> tuple[ImageData, ImageData]:
+    """Shuffle with ``seed`` and hold out :func:`held_out` images."""
+    n = len(data)
+    n_test = held_out(n, holdout)
     perm = torch.from_numpy(np.random.default_rng([seed, 0x5B117]).permutation(n))
     return data.subset(perm[n_test:]), data.subset(perm[:n_test])
 
@@ -64,6 +69,9 @@ def load_data(cfg: DataConfig, progress: bool = True) -> DataSplits:
     size = cfg.image_size if cfg.image_size is not None else (min(h0, w0) if h0 != w0 else None)
 
     def fit(d: ImageData) -> ImageData:
+        c, h, w = d.images.shape[1:]
+        if (cfg.channels in (None, c)) and h == w and size in (None, h):
+            return d  # already right (a cache holds its images at the configured size and channels)
         imgs = conform(d.images, size, cfg.channels)
         return d if imgs is d.images else ImageData(images=imgs, labels=d.labels, factors=d.factors)
 
@@ -123,7 +131,7 @@ def describe(splits: DataSplits) -> str:
     if m.get("n_skipped"):
         extras.append(f"{m['n_skipped']} unreadable files skipped")
     if m.get("cache"):
-        extras.append(f"cache {m['cache']}")
+        extras.append(f"cache {m['cache']}" + (f" ({m['cache_dir']})" if m.get("cache_dir") else ""))
     if m.get("default_size"):
         extras.append(f"images resized to the folder default {m['default_size']} px (--image-size S to choose)")
     if extras:

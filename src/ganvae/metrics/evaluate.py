@@ -25,19 +25,19 @@ import torch
 from ..errors import GanvaeError
 from .progress import OFF, Feedback, duration
 from .reading import better_word, read_score
+from .diversity import mean_pairwise_distance, relative_diversity
 from .registry import METRICS, EvalInputs, Side
 
-DOMAIN_NETS = {"digits": "mnist", "shapes": "shapes"}  # data meta "domain" -> the feature net trained for it
 
+def pick_feature_net(data, device: str = "cpu") -> str:
+    """``auto``'s net for ``data``: :class:`~ganvae.data.DataSplits` (a domain net is checked on its labelled
+    reference images) or a bare meta dict (no images to check: only built-in sources get a domain net).
+    The rule and its reasons: :mod:`ganvae.metrics.featnet_auto`."""
+    from .featnet_auto import choose, labelled_reference
 
-def pick_feature_net(meta: dict) -> str:
-    """``auto``: the net trained for the data's domain (digits, shapes), the digit net for any 28x28 grey
-    10-class data, else EfficientNet-Lite0."""
-    if meta.get("domain") in DOMAIN_NETS:
-        return DOMAIN_NETS[meta["domain"]]
-    if meta.get("channels") == 1 and meta.get("num_classes") == 10 and meta.get("image_size") == 28:
-        return "mnist"
-    return "effnet"
+    if isinstance(data, dict):
+        return choose(data, device=device).name
+    return choose(data.meta, *labelled_reference(data), device=device).name
 
 
 def subset(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
@@ -110,17 +110,19 @@ def evaluate(model, splits, *, metrics: str | list[str] = "fid,kid,pr,dc", n: in
     ``progress``: bars and up-front estimates of slow stages on stderr (never when ``log`` is None).
     KID subsets shrink to what the smallest side has (the protocol and the table header say so).
     """
-    from .features import get_feature_net
+    from .featnet_auto import labelled_reference, resolve
 
     names = parse_metrics(metrics)
     if n < 2:
         raise GanvaeError(f"--n {n}: expected at least 2 samples")
     if split not in ("train", "test"):
         raise GanvaeError(f"--split {split!r}: expected train or test")
-    net_name = pick_feature_net(splits.meta) if feature_net == "auto" else feature_net
     uses_features = any(METRICS.get(m).uses in ("features", "logits", "conditional") for m in names)
-    net = get_feature_net(net_name, device=device, **({"weights_path": inception_weights}
-                                                       if net_name == "inception" else {})) if uses_features else None
+    net, net_name, why = None, "none", None
+    if uses_features:  # auto: a domain net only where it classifies the labelled reference images (featnet_auto)
+        net, choice = resolve(feature_net, splits.meta, *labelled_reference(splits), device=device,
+                              **({"weights_path": inception_weights} if feature_net == "inception" else {}))
+        net_name, why = choice.name, choice.reason
     n_split, n_train = getattr(splits, split).images.shape[0], splits.train.images.shape[0]
     have = {"--n is {}": n, f"the {split} split has {{}} images": n_split}
     if untrained is not None:
@@ -139,11 +141,13 @@ def evaluate(model, splits, *, metrics: str | list[str] = "fid,kid,pr,dc", n: in
         sides["untrained"] = EvalInputs(_sample(untrained, n, seed, net, fb, "untrained"), ref, untrained, opts)
     _plan(fb, names, sides, n, k, uses_features)
     records = [rec for m in names for rec in _score(m, sides, dict(
-        feature_net=net_name, n_generated=sides["value"].gen.images.shape[0], n_reference=ref.images.shape[0],
+        feature_net=net_name, feature_net_reason=why,
+        n_generated=sides["value"].gen.images.shape[0], n_reference=ref.images.shape[0],
         reference_split=split, step=(getattr(model, "meta", None) or {}).get("step"), seed=seed,
         model_path=model_path), k, binarize)]
     if log:
-        log(format_table(records, net_name, time.perf_counter() - t0, kid_note))
+        # the header says which net and why ("features: effnet (the mnist digit net classifies 10% ...)")
+        log(format_table(records, f"{net_name} ({why})" if why else net_name, time.perf_counter() - t0, kid_note))
     return records
 
 
@@ -201,6 +205,7 @@ def _score(m: str, sides: dict[str, EvalInputs], protocol: dict, k: int, binariz
             "reading": read_score(key, value, real, unt, lower) if key in spec.headlines() else None,
             **protocol,
             "feature_net": protocol["feature_net"] if spec.uses != "model" else None,
+            "feature_net_reason": protocol["feature_net_reason"] if spec.uses != "model" else None,
             "n_generated": protocol["n_generated"] if spec.uses != "model" else 0,
             **({"kid_subset_size": opts["kid_subset_size"]} if m == "kid" else {}),
             "protocol": spec.summary + note,
@@ -245,24 +250,33 @@ class TrainingEvaluator:
 
     Called by the loop as ``evaluator(model, net) -> {"eval/<key>": value, ...}``; ``primary`` and
     ``lower_is_better`` say which value ``--keep-best`` follows. Built with the same :func:`reference`
-    and :func:`check` as :func:`evaluate`; nll uses k=100 importance samples.
+    and :func:`check` as :func:`evaluate`; nll uses k=100 importance samples. Feature metrics also give
+    ``eval/diversity`` (:mod:`ganvae.metrics.diversity`), which the health alarms watch for mode collapse.
     """
 
     def __init__(self, metric: str, model, splits, n: int, seed: int = 0, device: str = "cpu",
-                 binarize: bool = False):
-        from .features import get_feature_net
+                 binarize: bool = False, feature_net: str = "auto"):
+        from .featnet_auto import labelled_reference, resolve
 
         self.spec = METRICS.get(metric)
         self.metric, self.n, self.seed = metric, n, seed
         self.primary = self.spec.keys[0]
         self.lower_is_better = self.spec.lower_is_better[0]
-        net = None if self.spec.uses == "model" else get_feature_net(pick_feature_net(splits.meta), device=device)
+        net, self.feature_choice = None, None
+        if self.spec.uses != "model":  # the same rule as `ganvae eval` (featnet_auto), checked once per run
+            net, self.feature_choice = resolve(feature_net, splits.meta, *labelled_reference(splits), device=device)
         self.ref, self.opts = reference(splits, "test", n, seed, net, k=100, binarize=binarize)
         check([metric], model, self.opts)
+        self.ref_spread = None  # feature metrics: the reference's spread, for eval/diversity
         if net is not None:
             _ = self.ref.features  # once
+            if self.spec.uses == "features":
+                self.ref_spread = mean_pairwise_distance(self.ref.features)
 
     def __call__(self, model, net=None) -> dict[str, float]:
         gen = Side(model.sample(self.n, seed=self.seed, net=net).cpu(), self.ref.net)
         out = self.spec.compute(EvalInputs(gen, self.ref, model, self.opts))
-        return {f"eval/{k}": float(v) for k, v in out.items() if k in self.spec.keys}
+        scores = {f"eval/{k}": float(v) for k, v in out.items() if k in self.spec.keys}
+        if self.ref_spread:  # the samples' spread in the same features (metrics.diversity): collapse shows here
+            scores["eval/diversity"] = relative_diversity(gen.features, self.ref_spread)
+        return scores

@@ -8,8 +8,10 @@ they normalise internally, so callers never need to know a mean/std.
   128-d penultimate layer (after ReLU, before dropout).
 * :class:`ShapesNet`: 3 x 32 x 32 ``shapes`` images -> shape logits and factor
   regressions; ``features`` is the 256-d penultimate layer.
+* :class:`ConvClassifier`: the digit net's design for any C x S x S labelled data with K
+  classes (``ganvae featnet train``); ``features`` is its 128-d penultimate layer.
 
-Trained by ``python -m ganvae.metrics.train_feature_net mnist|shapes``.
+The shipped two are trained by ``python -m ganvae.metrics.train_feature_net mnist|shapes``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DigitClassifier", "ShapesNet", "SHAPE_SYMMETRY", "ARCHITECTURES"]
+__all__ = ["DigitClassifier", "ShapesNet", "ConvClassifier", "SHAPE_SYMMETRY", "ARCHITECTURES"]
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -159,4 +161,42 @@ class ShapesNet(nn.Module):
         return ce + reg + circ
 
 
-ARCHITECTURES = {"DigitClassifier": DigitClassifier, "ShapesNet": ShapesNet}
+class ConvClassifier(nn.Module):
+    """The :class:`DigitClassifier` design for any ``channels x size x size`` data with ``num_classes`` classes.
+
+    Stages of conv-conv-maxpool (widths 32, 64, 128, 128, ...) halve the image until it is at most 7 x 7
+    (28 -> 14 -> 7; 32 -> 16 -> 8 -> 4; 64 -> ... -> 4; 8 -> 4), then fc ``feature_dim`` (the features)
+    and the class head. Inputs are standardised with the training data's per-channel ``mean``/``std``
+    (buffers, saved with the weights), so a saved net needs nothing else to run.
+    """
+
+    def __init__(self, channels: int, size: int, num_classes: int, feature_dim: int = 128, dropout: float = 0.3):
+        super().__init__()
+        self.input_channels, self.input_size = channels, size
+        self.num_classes, self.feature_dim = num_classes, feature_dim
+        layers, cin, s, i = [], channels, size, 0
+        while s > 7:
+            cout = min(32 * 2**i, 128)
+            layers += [_conv(cin, cout), _conv(cout, cout), nn.MaxPool2d(2)]
+            cin, s, i = cout, s // 2, i + 1
+        self.body = nn.Sequential(*layers, nn.Dropout2d(0.1 if dropout > 0 else 0.0))
+        self.fc = nn.Sequential(
+            nn.Flatten(), nn.Linear(cin * s * s, feature_dim, bias=False),
+            nn.BatchNorm1d(feature_dim), nn.ReLU(inplace=True),
+        )
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(feature_dim, num_classes)
+        self.register_buffer("mean", torch.zeros(channels))  # per-channel pixel mean of the training images
+        self.register_buffer("std", torch.ones(channels))    # and their standard deviation
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) in [0, 1] -> (B, feature_dim) penultimate activations."""
+        x = (x - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+        return self.fc(self.body(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) in [0, 1] -> (B, num_classes) logits."""
+        return self.head(self.drop(self.features(x)))
+
+
+ARCHITECTURES = {"DigitClassifier": DigitClassifier, "ShapesNet": ShapesNet, "ConvClassifier": ConvClassifier}

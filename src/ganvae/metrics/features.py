@@ -40,6 +40,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from ..data.cache_view import is_cached
 from ..errors import GanvaeError
 from ..util.device import resolve_device
 from ..registry import Registry
@@ -119,6 +120,8 @@ class FeatureNet:
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _check(self, images: Any) -> torch.Tensor:
+        if is_cached(images):  # an on-disk image cache's view: read a batch at a time by _run
+            return images
         if not isinstance(images, torch.Tensor):
             raise GanvaeError(f"{self.name} features need a torch.Tensor of images, got {type(images).__name__}")
         if images.ndim == 3:

@@ -6,8 +6,8 @@ enter D in [-1, 1]; ``sample()`` returns them in [0, 1].
 
 Stabilisers, all off by default: the objective (``hinge``, ``least-squares``,
 ``wgan-gp`` besides the paper's two), lazy R1 on real images (``r1_gamma``,
-``r1_every``), spectral normalisation in D (``d_spectral_norm``), DiffAugment before
-D (``augment``) and TTUR (``lr_d`` > ``lr_g``). A subclass (a conditional GAN)
+``r1_every``), spectral normalisation in D (``d_spectral_norm``), DiffAugment or adaptive
+augmentation (ADA) before D (``augment``, ``ada_*``) and TTUR (``lr_d`` > ``lr_g``). A subclass (a conditional GAN)
 reuses :meth:`GAN.d_terms` / :meth:`GAN.g_terms` with its own D callable, e.g.
 ``functools.partial(self.D, y=y)``.
 """
@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..augment import DiffAugment, parse_policy
+from ..augment import ADA, behind, build_augment, check_augment
 from ..errors import GanvaeError
 from ..nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from ..objectives import GAN_OBJECTIVES
@@ -43,7 +43,13 @@ class GANConfig(ModelConfigBase):
     r1_gamma: float = 0.0                    # R1 penalty gamma/2 * E||grad_x D(x_real)||^2 (0: off)
     r1_every: int = 16                       # lazy R1: computed every this many D steps, scaled by it
     d_spectral_norm: bool = False            # spectral normalisation on every conv/linear layer of D
-    augment: str = ""                        # DiffAugment before D: comma list of translation, cutout, color
+    augment: str = ""                        # before D: DiffAugment (comma list of translation, cutout, color) or ada
+    ada_pipe: str = "bgc"                    # ada: transformation groups, letters b (blit), g (geom), c (color)
+    ada_p: float = 0.0                       # ada: starting augmentation probability p (the fixed p if ada_kimg=0)
+    ada_target: float = 0.6                  # ada: target of r_t = E[sign(D(real))]; p rises while r_t is above it
+    ada_kimg: float = 100.0                  # ada: thousands of real images for p to go 0 -> 1 (paper: 500, for runs
+                                             # 10-100x longer than ours); 0: p stays at ada_p
+    ada_interval: int = 4                    # ada: training steps between updates of p (paper: 4 minibatches)
 
     @classmethod
     def fill_defaults(cls, raw: dict) -> list[str]:
@@ -75,7 +81,7 @@ class GANConfig(ModelConfigBase):
                 raise GanvaeError(f"model.{name}: expected >= 0, got {getattr(self, name)}")
         if self.r1_every < 1:
             raise GanvaeError(f"model.r1_every: expected >= 1, got {self.r1_every}")
-        parse_policy(self.augment, "model.augment")
+        check_augment(self)
         if self.objective == "wgan-gp" and getattr(self, "d_norm", None) == "batch":
             raise GanvaeError(
                 "model.objective=wgan-gp with model.d_norm=batch: the gradient penalty is per sample and "
@@ -131,6 +137,10 @@ class GAN(GenerativeModel):
         if config.d_spectral_norm:
             raise GanvaeError("privacy: model.d_spectral_norm=true cannot be trained privately (Opacus has no "
                               "per-sample gradients for parametrized layers with buffers); set it to false")
+        if config.augment.strip() == ADA and config.ada_kimg > 0:
+            raise GanvaeError("privacy: model.augment=ada adapts p to D's outputs on the real images, outside the "
+                              "privacy accountant; fix p (model.ada_kimg=0, model.ada_p=0.3 say) or use DiffAugment "
+                              "(model.augment=translation,cutout,color)")
         if getattr(config, "d_norm", None) == "batch":  # BatchNorm mixes samples: GroupNorm, through the option
             config = dataclasses.replace(config, d_norm="group")
         return config
@@ -143,7 +153,7 @@ class GAN(GenerativeModel):
         super().__init__(config)
         self.G, self.D = config.build()
         self.objective = GAN_OBJECTIVES.get(config.objective).from_config(config)
-        self.augment = DiffAugment(config.augment)
+        self.augment = build_augment(config)  # ADA: a submodule whose buffers (p, r_t) are in the state dict
         if config.r1_gamma > 0:
             # D steps taken, for lazy R1; a buffer so checkpoints and exports hold it (exact resume).
             # Only registered when R1 is on, so models saved without R1 load unchanged.
@@ -156,12 +166,13 @@ class GAN(GenerativeModel):
         return self.G(self.latent(n, gen))  # (B, C, H, W) in [-1, 1]
 
     # -- the phases' terms, for any D callable (x -> logits), so subclasses can pass their own
-    def critic(self, D: Callable[[torch.Tensor], torch.Tensor], gen: torch.Generator | None
-               ) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``D`` as the objective calls it: behind DiffAugment (fresh draws from ``gen`` per call) when on."""
-        if not self.augment:
-            return D
-        return lambda x: D(self.augment(x, gen))
+    def critic(self, D: Callable[[torch.Tensor], torch.Tensor], gen: torch.Generator | None,
+               real: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``D`` as the objective calls it: behind the augmentation (fresh draws from ``gen`` per call) when on.
+
+        ``real``: the D phase's real batch; ADA records D's logits on it (its r_t) from the objective's own pass.
+        """
+        return behind(self.augment, D, gen, real)
 
     def d_terms(self, D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
                 gen: torch.Generator | None) -> dict[str, torch.Tensor]:
@@ -170,7 +181,7 @@ class GAN(GenerativeModel):
         ``real``, ``fake``: (B, C, H, W) in [-1, 1], ``fake`` detached. Each call is one D step
         (it advances the R1 counter).
         """
-        Dx = self.critic(D, gen)
+        Dx = self.critic(D, gen, real)
         terms = self.objective.d_loss(Dx, real, fake, gen=gen)
         c = self.config
         if c.r1_gamma > 0:

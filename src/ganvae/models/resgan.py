@@ -113,7 +113,7 @@ class ResGAN(GAN):
     def d_terms(self, D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
                 gen: torch.Generator | None) -> dict[str, torch.Tensor]:
         """The objective's terms plus gamma/2 (R1 + R2), every ``r1_every`` D steps weighted by it (lazy)."""
-        c, Dx = self.config, self.critic(D, gen)
+        c, Dx = self.config, self.critic(D, gen, real)
         gamma = c.gamma
         if gamma > 0 and c.r1_every > 1:
             step = int(self.d_steps_done)

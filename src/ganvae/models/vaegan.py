@@ -18,6 +18,10 @@ own optimizer, as in the paper:
 over its elements (so its scale does not grow with the layer's size) and multiplied by
 ``fm_weight``; ``pixel_weight`` > 0 adds a Bernoulli pixel term for faster early progress
 (0, the paper's setting, by default).
+
+``augment`` (off by default) puts DiffAugment or ADA (``augment=ada``, ``ada_*`` as for the GANs) before D
+wherever it discriminates (the GAN terms of the D and G phases); the feature-matching term compares D's
+features of the image and its reconstruction unaugmented (a reconstruction error, not a discrimination).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..augment import behind, build_augment, check_augment
 from ..errors import GanvaeError
 from ..nets import ConvDecoder, ConvEncoder, DCGANDiscriminator
 from ..objectives.vae import Bernoulli, DiagonalGaussian
@@ -48,6 +53,12 @@ class VAEGANConfig(ModelConfigBase):
     lr: float = 2e-4                  # Adam learning rate of E and G
     lr_d: float = 2e-4                # Adam learning rate of D
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas (all three)
+    augment: str = ""                 # before D's GAN terms: DiffAugment (translation, cutout, color) or ada
+    ada_pipe: str = "bgc"             # ada: transformation groups, letters b (blit), g (geom), c (color)
+    ada_p: float = 0.0                # ada: starting augmentation probability p (fixed if ada_kimg=0)
+    ada_target: float = 0.6           # ada: target of r_t = E[sign(D(real))]
+    ada_kimg: float = 100.0           # ada: thousands of real images for p to go 0 -> 1; 0: p fixed
+    ada_interval: int = 4             # ada: training steps between updates of p
 
     def validate(self) -> None:
         for k in ("beta", "gamma", "fm_weight", "pixel_weight"):
@@ -59,6 +70,7 @@ class VAEGANConfig(ModelConfigBase):
         if self.latent_dim < 1:
             raise GanvaeError(f"model.latent_dim: expected >= 1, got {self.latent_dim}")
         check_betas(self.betas, "model.betas")
+        check_augment(self)
 
     def build(self) -> tuple[nn.Module, nn.Module, nn.Module]:
         return (ConvEncoder(self.channels, self.image_size, self.latent_dim, self.width, self.max_width),
@@ -85,6 +97,7 @@ class VAEGAN(GenerativeModel):
     def __init__(self, config: VAEGANConfig):
         super().__init__(config)
         self.encoder, self.decoder, self.D = config.build()
+        self.augment = build_augment(config)  # ADA: a submodule whose buffers (p, r_t) are in the state dict
 
     # -- generation and coding
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
@@ -121,7 +134,9 @@ class VAEGAN(GenerativeModel):
     def d_phase(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             _, _, x_rec, x_p = self._forward(batch, gen)
-        l_real, l_rec, l_p = self.D(batch.x * 2 - 1), self.D(x_rec * 2 - 1), self.D(x_p * 2 - 1)
+        x_real = batch.x * 2 - 1
+        D = behind(self.augment, self.D, gen, x_real)  # ADA: records D's logits on the reals for its r_t
+        l_real, l_rec, l_p = D(x_real), D(x_rec * 2 - 1), D(x_p * 2 - 1)
         real, rec, prior = F.softplus(-l_real).mean(), F.softplus(l_rec).mean(), F.softplus(l_p).mean()
         return {"loss": real + rec + prior, "loss/D/real": real, "loss/D/recon": rec, "loss/D/prior": prior,
                 "D/real_prob": torch.sigmoid(l_real).mean().detach()}
@@ -135,7 +150,8 @@ class VAEGAN(GenerativeModel):
     def g_phase(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
         _, logits, x_rec, x_p = self._forward(batch, gen)
         llike, pixel = self._llike(batch.x, x_rec), self._pixel(batch.x, logits)
-        adv = F.softplus(-self.D(x_rec * 2 - 1)).mean() + F.softplus(-self.D(x_p * 2 - 1)).mean()
+        D = behind(self.augment, self.D, gen)
+        adv = F.softplus(-D(x_rec * 2 - 1)).mean() + F.softplus(-D(x_p * 2 - 1)).mean()
         return {"loss": self.config.gamma * llike + pixel + adv, "loss/G/adv": adv, "loss/G/llike": llike}
 
     def phases(self) -> list[Phase]:

@@ -91,26 +91,24 @@ def vae_scores(model, images: torch.Tensor, labels: torch.Tensor | None = None, 
     return torch.cat(elbo).numpy(), torch.cat(iw).numpy()
 
 
-def _features(name: str, meta: dict, device: str):
-    """(feature net or None, space name, reason)."""
-    from ..metrics.evaluate import pick_feature_net
-    from ..metrics.features import get_feature_net
+def _features(name: str, meta: dict, device: str, images=None, labels=None):
+    """(feature net or None, space name, reason); ``images``/``labels``: labelled held-out images, on which
+    ``auto`` checks a domain net as ``ganvae eval`` does (:mod:`ganvae.metrics.featnet_auto`)."""
+    from ..metrics.featnet_auto import choose, resolve
 
     if name in ("pixels", "none"):
         return None, "pixels", "asked for pixels"
-    auto = name == "auto"
-    net_name = pick_feature_net(meta) if auto else name
-    why = {"mnist": "the digit classifier ganvae eval uses for digit-like data",
-           "shapes": "the shapes factor net ganvae eval uses for shapes",
-           "effnet": "EfficientNet-Lite0, what ganvae eval uses for other data"}.get(net_name, "asked for")
-    if net_name == "inception":
+    if name == "inception":
         raise GanvaeError("--features inception needs the FID weights file; use mnist, shapes, effnet or pixels")
+    auto = name == "auto"
+    choice = choose(meta, images, labels, device) if auto else None
     try:
-        return get_feature_net(net_name, device=device), net_name, ("auto: " if auto else "") + why
+        net, chosen = resolve(choice.name if auto else name, meta, device=device)
+        return net, chosen.name, f"auto, as ganvae eval: {choice.reason}" if auto else chosen.reason
     except GanvaeError as e:
         if not auto:
             raise
-        return None, "pixels", f"auto picked {net_name} but it is unavailable ({e}); fell back to pixels"
+        return None, "pixels", f"auto picked {choice.name} but it is unavailable ({e}); fell back to pixels"
 
 
 def _clean(x):
@@ -163,7 +161,7 @@ def audit(model, members, heldout, *, n_samples: int = 10000, n_members: int | N
         raise GanvaeError(f"--n-members {n_members}: more than the data has ({len(tr)} training and {len(ho)} "
                           f"held-out images); use at most {avail}")
     ref = _reference_sets(tr, y_tr, ho, y_ho, seed)
-    net, space, space_reason = _features(features, meta, device)  # a bad --features fails before any work
+    net, space, space_reason = _features(features, meta, device, ho, y_ho)  # a bad --features fails before any work
     fb = Feedback(log is not None if progress is None else progress, device)
     with eval_mode(model), fb.bar(4, "audit: sampling", unit="stage") as stages:
         gen = model.sample(n_samples, seed=seed).cpu().float()

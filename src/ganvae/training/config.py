@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import GanvaeError
-from ..util.device import resolve_device
+from ..util.device import bf16_native, bf16_pays, resolve_device
 
 @dataclass
 class TrainConfig:
@@ -29,16 +30,23 @@ class TrainConfig:
     eval_metric: str = "fid"          # what the periodic evaluation computes (see `ganvae eval --help`;
                                       # checked against the metric registry by ganvae.runfolder)
     eval_n: int = 2000                # samples (and reference images) per periodic evaluation
+    eval_feature_net: str = "auto"    # features of the periodic evaluation: auto, a registered net (mnist, effnet,
+                                      # ...) or a .safetensors file from `ganvae featnet train`
     keep_best: bool = False           # export the best-scoring generator so far to RUN/best/ (needs eval_every_kimg)
     tensorboard: bool = True          # TensorBoard event files in RUN/tensorboard/ (x axis: images seen)
     report: bool = True               # write RUN/report.html at the end (`ganvae report RUN` any time)
     deterministic: bool = False       # GPU: deterministic kernels (slower) so runs and resumes repeat exactly;
                                       # CPU runs are deterministic already
-    precision: str = "fp32"           # fp32, or bf16 (autocast: bfloat16 matmuls/convs, fp32 weights and optimizer)
+    precision: str = "fp32"           # fp32; bf16 (autocast: bfloat16 matmuls/convs, fp32 weights and optimizer);
+                                      # auto: bf16 where it pays (GPUs with native bf16, CPUs with AMX), else fp32.
+                                      # run.json records what ran; bf16 on a CPU without it warns (emulated: slow)
     channels_last: bool | None = None  # conv nets and batches in channels-last memory format; null: on for conv
                                        # nets on the CPU (1.05-1.4x there, benchmarks/results/speed.md), else off
     compile: bool = False             # torch.compile the networks (nn.Module.compile; first steps are slow)
     tf32: bool = True                 # CUDA: TF32 tensor cores for fp32 matmuls and convolutions (Ampere and newer)
+    cuda_graphs: bool | None = None   # CUDA: the whole training step captured once and replayed (training/graphs.py);
+                                      # null: on for models up to 50M parameters whose step allows it; true: insist
+                                      # (an error says what stands in the way); false: eager. No-op on the CPU
 
     def validate(self) -> None:
         if not 0 <= self.seed < 2**32:
@@ -64,11 +72,30 @@ class TrainConfig:
             raise GanvaeError(f"train.eval_n: expected >= 2, got {self.eval_n}")
         if self.threads is not None and self.threads < 1:
             raise GanvaeError(f"train.threads: expected >= 1, got {self.threads}")
-        if self.precision not in PRECISIONS:
-            raise GanvaeError(f"train.precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
-        resolve_device(self.device, "train.device")
+        if self.precision not in PRECISION_CHOICES:
+            raise GanvaeError(f"train.precision {self.precision!r}: expected one of {', '.join(PRECISION_CHOICES)}")
+        device = resolve_device(self.device, "train.device")
+        if self.cuda_graphs is True and device.type != "cuda":
+            raise GanvaeError(f"train.cuda_graphs=true needs a CUDA device; this run is on {device.type} "
+                              "(--set train.cuda_graphs=null: graphs where they apply, nothing elsewhere)")
 
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # what runs -> the autocast dtype (None: no autocast)
+PRECISION_CHOICES = ("auto", *PRECISIONS)            # what a user may ask for
+_WARNED: set[str] = set()  # warnings given in this process (each once)
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """The precision a run on ``device`` uses for ``train.precision`` ``name``: ``auto`` -> bf16 where it pays
+    (:func:`ganvae.util.device.bf16_pays`), else fp32. Asking for bf16 where it is emulated warns, once per process."""
+    if name == "auto":
+        return "bf16" if bf16_pays(device) else "fp32"
+    if name == "bf16" and device.type in ("cpu", "cuda") and device.type not in _WARNED and not bf16_native(device):
+        _WARNED.add(device.type)
+        what = ("this CPU has no AVX512-BF16 or AMX instructions" if device.type == "cpu" else
+                "this GPU has no native bfloat16 (compute capability below 8.0)")
+        warnings.warn(f"train.precision=bf16: {what}, so bf16 is emulated and far slower than fp32 (about 100x on "
+                      "a CPU); use --precision fp32, or auto to pick bf16 only where it pays", stacklevel=3)
+    return name
 
 

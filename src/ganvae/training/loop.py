@@ -28,9 +28,10 @@ from .batches import BatchStream
 from ..util.files import atomic_write_bytes, remove_stale_temps
 from .checkpoint import check_state, load_state, nonfinite, rng_state, save_state, set_rng_state
 from .clock import Clock as _Clock
-from .config import PRECISIONS, TrainConfig
+from .config import PRECISIONS, TrainConfig, resolve_precision
 from .distributed import World
 from .ema import EMA
+from . import graphs
 from .plugins import TrainerPlugin
 
 
@@ -67,7 +68,8 @@ class Trainer:
         if self.defer_finite_check is None:
             self.defer_finite_check = device.type == "cuda"
         self._first_bad: dict[str, torch.Tensor] = {}  # phase -> first step with a non-finite loss (-1: none)
-        self.autocast_dtype = PRECISIONS[cfg.precision]
+        self.precision = resolve_precision(cfg.precision, device)  # auto -> bf16 or fp32; run.json records it
+        self.autocast_dtype = PRECISIONS[self.precision]
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
             torch.backends.cudnn.allow_tf32 = cfg.tf32
@@ -94,6 +96,7 @@ class Trainer:
         for pl in self.plugins:
             self.phases, self.optimizers = pl.wrap_phases(self.phases, self.optimizers)
             self.stream = pl.wrap_stream(self.stream)
+        self.graphs, self.cuda_graphs = graphs.attach(self)  # CUDA graphs of the step, or None; run.json's words
         self.step = 0
         self.images_seen = 0
         self.train_seconds = 0.0  # summed over resumes
@@ -145,6 +148,8 @@ class Trainer:
         self.images_seen = int(state["images_seen"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
         self.best = state.get("best")
+        if self.graphs is not None:
+            self.graphs.reset()  # the optimizers hold new tensors now: capture again
 
     def save_checkpoint(self) -> Path:
         """Write checkpoints/latest.pt atomically; never a state with NaN or infinite weights."""
@@ -228,7 +233,9 @@ class Trainer:
         for pl in self.plugins:
             pl.before_step(self)
         with rng.shard(self.world.rank, self.world.size):
-            terms = self._train_step()
+            terms = self.graphs.step(self) if self.graphs is not None else None
+            if terms is None:  # the eager step (no graphs, or a capture refused from the same state)
+                terms = self._train_step()
         for pl in self.plugins:
             reason = pl.after_step(self)
             if reason:
@@ -380,10 +387,11 @@ class Trainer:
         return stopping
 
     def _write_record(self, mf, rec: dict) -> None:
-        mf.write(json.dumps(rec) + "\n")
-        mf.flush()
-        if self.tb is not None:
-            self.tb.scalars(rec, self.images_seen)
+        for r in [rec, *(x for pl in self.plugins for x in pl.after_record(self, rec))]:  # plugins may add (alarms)
+            mf.write(json.dumps(r) + "\n")
+            mf.flush()
+            if self.tb is not None:
+                self.tb.scalars(r, self.images_seen)
 
     def log_extras(self) -> dict[str, float]:
         """Values logged as they are now (not averaged over the steps since the last line): the plugins'."""

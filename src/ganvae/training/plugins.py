@@ -7,7 +7,8 @@ The loop calls each plugin at fixed points and knows nothing else about it:
 - each step: :meth:`before_step`, then :meth:`after_step`, which may return a reason to stop
   (the loop stops cleanly after that step: checkpoint, export);
 - each run: :meth:`before_run` (may raise) and :meth:`after_run` (also on errors);
-- logging: :meth:`log_values` adds values to each line of ``metrics.jsonl``;
+- logging: :meth:`log_values` adds values to each line of ``metrics.jsonl``; :meth:`after_record` sees
+  each record written there (a log line, an evaluation) and may return further records (health alarms);
 - state: :meth:`state_dict` / :meth:`load_state_dict`, kept in the checkpoint under
   ``plugin.name`` (exact resume); :meth:`summary` goes into ``run.json``, the export's
   ``config.json``, ``ganvae info`` and the report under the same name.
@@ -55,6 +56,10 @@ class TrainerPlugin:
     def log_values(self, trainer: "Trainer") -> dict[str, float]:
         """Values logged as they are now (not averaged over the steps since the last line)."""
         return {}
+
+    def after_record(self, trainer: "Trainer", rec: dict) -> list[dict]:
+        """After each ``metrics.jsonl`` record: further records to write after it (each with a ``step``)."""
+        return []
 
     def state_dict(self) -> dict:
         return {}

@@ -1,7 +1,7 @@
 """TensorBoard event files beside metrics.jsonl (``RUN/tensorboard/``), through ``torch.utils.tensorboard``.
 
-Scalars: every logged loss term, throughput and periodic evaluation score; images: the
-sample grids. The x axis is images seen (not steps), so runs with other batch sizes line up.
+Scalars: every logged loss term, throughput, health probe value and periodic evaluation score; text:
+health alarms; images: the sample grids. The x axis is images seen (not steps), so runs with other batch sizes line up.
 View with ``tensorboard --logdir runs/``.
 """
 
@@ -27,6 +27,10 @@ class TensorBoard:
         self.writer = SummaryWriter(log_dir=str(folder))
 
     def scalars(self, rec: dict, images_seen: int) -> None:
+        if "alarm" in rec:  # a health alarm (ganvae.training.health): its line as text, its start step as a scalar
+            self.writer.add_text(f"alarm/{rec['alarm']}", str(rec.get("message", "")), images_seen)
+            self.writer.add_scalar(f"alarm/{rec['alarm']}", rec.get("began", rec.get("step", 0)), images_seen)
+            return
         for k, v in rec.items():
             if k not in SKIP and isinstance(v, (int, float)) and not isinstance(v, bool):
                 self.writer.add_scalar(k, v, images_seen)

@@ -1,10 +1,14 @@
-"""``resolve_device``: a device name from a user (config, CLI, API) -> a ``torch.device``, or a clear error."""
+"""``resolve_device``: a device name from a user (config, CLI, API) -> a ``torch.device``, or a clear error.
+
+``bf16_native`` / ``bf16_pays``: whether a device computes bfloat16 in hardware, and whether that is measured to
+pay off enough for ``train.precision=auto`` to pick it."""
 
 from __future__ import annotations
 
 import torch
 
 from ..errors import GanvaeError
+from .cpu import cpu_bf16
 
 
 def resolve_device(name: str | torch.device, what: str = "device") -> torch.device:
@@ -34,3 +38,22 @@ def physical_memory() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: CUDA compute capability 8.0+ (Ampere on) or ROCm; a CPU
+    with AVX512-BF16 or AMX (:func:`ganvae.util.cpu.cpu_bf16`). Elsewhere bf16 is emulated and slow."""
+    if device.type == "cuda":
+        if getattr(torch.version, "hip", None):
+            return True
+        return torch.cuda.is_available() and torch.cuda.get_device_properties(device).major >= 8
+    return device.type == "cpu" and cpu_bf16() is not None
+
+
+def bf16_pays(device: torch.device) -> bool:
+    """Whether ``train.precision=auto`` picks bf16 on ``device``: GPUs with native bf16 (tensor cores at twice the
+    TF32 rate; ``benchmarks/gpu_check.sh`` measures the gain) and CPUs with AMX tiles. Not AVX512-BF16 alone: its
+    gain over fp32 is not measured yet (``benchmarks/speed.py`` measures it on such a CPU)."""
+    if device.type == "cuda":
+        return bf16_native(device)
+    return device.type == "cpu" and cpu_bf16() == "amx"

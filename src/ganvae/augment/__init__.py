@@ -1,4 +1,9 @@
-"""DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training").
+"""Augmentation before D: DiffAugment (here) and adaptive discriminator augmentation (:mod:`.ada`).
+
+``model.augment``: a DiffAugment policy (below), or ``ada`` for ADA (Karras et al. 2020; its options are
+``model.ada_*``, see :mod:`ganvae.augment.ada`). :func:`build_augment` makes either from a GAN config.
+
+DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training").
 
 The same kinds of random, differentiable transformations are applied to real and
 generated images every time D sees them, in both phases, so D cannot overfit a
@@ -26,9 +31,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import rng
-from .errors import GanvaeError
-from .registry import Registry
+from .. import rng
+from ..errors import GanvaeError
+from ..registry import Registry
+from .ada import AdaAugment, check_options
 
 AugmentFn = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
 AUGMENTATIONS: Registry[AugmentFn] = Registry("augmentation")
@@ -103,10 +109,44 @@ def parse_policy(policy: str, where: str = "model.augment") -> list[str]:
     """``"translation,cutout,color"`` -> names, checked; an unknown one is an error listing the valid ones."""
     names = [p.strip() for p in (policy or "").split(",") if p.strip()]
     for n in names:
+        if n == ADA:
+            raise GanvaeError(f"{where}: ada is adaptive augmentation on its own; it does not combine with "
+                              f"DiffAugment's {', '.join(AUGMENTATIONS.names())} (give one or the other)")
         if n not in AUGMENTATIONS:
             raise GanvaeError(f"{where}: unknown augmentation {n!r}; valid: {', '.join(AUGMENTATIONS.names())} "
-                              f"(a comma list, e.g. translation,cutout,color; empty for none)")
+                              f"(a comma list, e.g. translation,cutout,color; empty for none), or ada (adaptive)")
     return names
+
+
+ADA = "ada"  # model.augment=ada: adaptive discriminator augmentation
+
+
+def check_augment(config) -> None:
+    """A GAN config's ``augment`` and, for ``ada``, its ``ada_*`` options (one clear line per mistake)."""
+    if (config.augment or "").strip() == ADA:
+        check_options(config.ada_pipe, config.ada_p, config.ada_target, config.ada_kimg, config.ada_interval)
+    else:
+        parse_policy(config.augment, "model.augment")
+
+
+def behind(augment: "DiffAugment | AdaAugment", D: Callable[[torch.Tensor], torch.Tensor],
+           gen: torch.Generator | None, real: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``D`` behind ``augment`` (fresh draws from ``gen`` per call; ``D`` itself when there is none).
+
+    ``real``: the D phase's real batch; ADA records D's logits on it (its r_t) from the loss's own pass.
+    """
+    if isinstance(augment, AdaAugment) and real is not None:
+        return augment.watch(D, gen, real)
+    if not augment:
+        return D
+    return lambda x: D(augment(x, gen))
+
+
+def build_augment(config) -> "DiffAugment | AdaAugment":
+    """The augmentation a GAN config asks for: :class:`AdaAugment` (a module with state) or :class:`DiffAugment`."""
+    if (config.augment or "").strip() == ADA:
+        return AdaAugment.from_config(config)
+    return DiffAugment(config.augment)
 
 
 class DiffAugment:

@@ -21,6 +21,7 @@ LAYERS = [
     ["images", "augment", "nets", "objectives", "data"],          # building blocks
     ["models"],                                                    # nets + objective + phases
     ["metrics", "training", "latent"],                             # take models and tensors, not run folders
+    ["apps"],                                                      # downstream uses: augmentation, anomaly scores
     ["privacy"],                                                   # DP as a loop plugin; the leakage audit
     ["modelcard"],                                                 # model/README.md, written by export
     ["export", "runfolder"],                                       # files: model export, RunConfig, info

@@ -17,7 +17,7 @@ from .version import __version__
 
 _EXPORTS = {
     "train": "api", "load": "api", "info": "api", "evaluate": "api", "audit": "api", "report": "api",
-    "export": "api", "Run": "api", "prepare_data": "api", "data_info": "api",
+    "export": "api", "Run": "api", "prepare_data": "api", "data_info": "api", "translate": "api",
     "SOURCES": "data", "DataConfig": "data", "load_data": "data",
     "GanvaeError": "errors", "MODELS": "models", "GAN_OBJECTIVES": "objectives", "LIKELIHOODS": "objectives",
 }

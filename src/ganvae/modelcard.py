@@ -179,7 +179,22 @@ def _limits(meta: dict) -> list[str]:
                                                    ", and consider training with `--dp-epsilon`") + "."]
 
 
+def _translation_loading(model) -> list[str]:
+    """How to use a translation model (pix2pix, cyclegan): translate(), not sample()."""
+    c = model.config
+    size = f"{c.image_size}, {c.image_size}"
+    lines = ["```python", "import ganvae", "model = ganvae.load(\"path/to/this/folder\")   # or the run folder",
+             f"y = model.translate(x)          # x: (N, {c.channels}, {size}) in [0, 1] -> "
+             f"(N, {c.channels_out}, {size})"]
+    if "b2a" in model.directions:
+        lines.append(f"a = model.translate(y, \"b2a\")   # back: (N, {c.channels_out}, {size}) -> "
+                     f"(N, {c.channels}, {size})")
+    return lines + ["```", "", "Or `ganvae translate RUN --images DIR --out OUT` on image files."]
+
+
 def _loading(model, folder: Path, left_out: list[str]) -> list[str]:
+    if model.translation:
+        return _translation_loading(model)
     c = model.config
     code = f"(N, {c.latent_dim + 1})" if model.conditional else f"(N, {c.latent_dim})"
     shape = f"(N, {c.channels}, {c.image_size}, {c.image_size})"

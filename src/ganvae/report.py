@@ -215,6 +215,9 @@ def build_report(run: str | Path) -> str:
     if (run / "audit.json").is_file():  # `ganvae audit`: verdict, headline numbers, closest pairs
         from .privacy.audit import audit_html
         parts.append(audit_html(run / "audit.json"))
+    if (run / "cas.json").is_file():  # `ganvae cas`: the classification accuracy score beside real data
+        from .apps.augment import cas_html
+        parts.append(cas_html(run / "cas.json"))
     figs = loss_figures(records)
     for title, b64 in figs:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "

@@ -29,6 +29,7 @@ from .data import DataConfig
 from .errors import GanvaeError
 from .metrics import METRICS
 from .models import MODELS
+from .models.translation import check_domains
 from .privacy import PrivacyConfig
 from .training import TrainConfig
 from .training.health import HealthConfig, health_config
@@ -41,7 +42,7 @@ SECTIONS = ("model", "data", "train", "privacy")
 OPTIONS: dict[str, tuple[str, str]] = {
     "model": ("model", "name"), "objective": ("model", "objective"),
     "data": ("data", "source"), "image_size": ("data", "image_size"), "channels": ("data", "channels"),
-    "skip_bad_images": ("data", "skip_bad_images"),
+    "skip_bad_images": ("data", "skip_bad_images"), "data_b": ("data", "source_b"),
     "steps": ("train", "steps"), "batch_size": ("train", "batch_size"), "seed": ("train", "seed"),
     "device": ("train", "device"), "max_minutes": ("train", "max_minutes"), "precision": ("train", "precision"),
     "compile": ("train", "compile"), "channels_last": ("train", "channels_last"),
@@ -141,6 +142,7 @@ def fill_from_data(cfg: RunConfig, meta: dict) -> RunConfig:
     fill = {"image_size": meta["image_size"], "channels": meta["channels"], "num_classes": meta.get("num_classes")}
     if getattr(cfg.model, "dataset_size", 0) is None:  # beta-TCVAE's N: the train set size, unless given
         fill["dataset_size"] = meta["n_train"]
+    fill.update(check_domains(MODELS.get(cfg.model_name).model_class, cfg.model_name, meta))  # translation: B
     for k, v in fill.items():
         given = getattr(cfg.model, k)
         if given is not None and given != v and k != "num_classes":

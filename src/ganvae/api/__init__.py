@@ -18,10 +18,14 @@ from ..report import write_report as report
 from ..runfolder import OPTIONS, RunConfig, info
 from ..training import TrainConfig
 from ..util.device import resolve_device
+from .augment import augment
+from .cas import cas, classifier_config, conditional_models
 from .data import data_info, prepare_data
 from .featnet import feature_net_info, train_feature_net
 from .runs import audit, check_seed, evaluate, interpolate, load, sample, sample_labels, traverse
+from .score import ANOMALY_SCORES, score
 from .training import RESUMABLE_KEYS, Run, check_model_size, export, train
+from .translate import translate
 
 __all__ = ["train", "load", "info", "evaluate", "audit", "report", "export", "sample", "traverse", "interpolate", "Run",
            "RunConfig", "MODELS", "SOURCES", "GAN_OBJECTIVES", "METRICS", "OPTIONS", "TrainConfig",
@@ -29,4 +33,6 @@ __all__ = ["train", "load", "info", "evaluate", "audit", "report", "export", "sa
            "sample_labels", "check_seed", "check_model_size", "RESUMABLE_KEYS"]
 __all__ += ["train_feature_net", "feature_net_info"]  # domain feature nets (featnet.py)
 __all__ += ["prepare_data", "data_info"]  # data caches (data.py)
-
+__all__ += ["score", "ANOMALY_SCORES"]  # anomaly scores (score.py)
+__all__ += ["augment", "cas", "classifier_config", "conditional_models"]  # downstream: augmentation, CAS
+__all__ += ["translate"]  # image-to-image translation runs (translate.py)

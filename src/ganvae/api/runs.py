@@ -15,6 +15,7 @@ from ..images import save_each, save_grid, save_npz
 from ..latent import interpolate as _interpolate, parse_dims, save_gif
 from ..latent import traverse as _traverse
 from ..metrics import evaluate as _evaluate
+from ..metrics.translation import translation_view
 from ..models import GenerativeModel, build
 from ..runfolder import read_config
 from ..util.device import resolve_device
@@ -45,6 +46,8 @@ def evaluate(run: str | Path, metrics: str | list[str] = "fid,kid,pr,dc", n: int
     if baselines:
         torch.manual_seed(cfg.train.seed)
         untrained = build(cfg.model_name, cfg.model).to(device).eval()
+    if model.translation:  # translated source test images against the target domain (metrics/translation.py)
+        model, splits, untrained = translation_view(model, splits, untrained)
     records = _evaluate(model, splits, metrics=metrics, n=n, feature_net=feature_net, split=split, seed=seed, k=k,
                         kid_subset_size=kid_subset_size, untrained=untrained, binarize=cfg.data.binarize,
                         inception_weights=inception_weights, device=device, model_path=str(run / "model"), log=log,

@@ -35,6 +35,7 @@ from ..util.lock import RunLock
 from ..version import __version__
 
 from .runs import load
+from .translate import periodic_evaluator
 
 # train.* keys a resume may change; anything else would break the exact continuation
 RESUMABLE_KEYS = {"steps", "max_minutes", "device", "threads", "log_every", "sample_every", "checkpoint_every",
@@ -215,9 +216,7 @@ def _trainer(cfg: RunConfig, splits, out: Path, device: torch.device, world) -> 
         torch.manual_seed(distributed.rank_seed(tc.seed, world.rank))  # per-rank dropout
     evaluator = on_best = None
     if tc.eval_every_kimg:
-        evaluator = TrainingEvaluator(tc.eval_metric, net, splits, tc.eval_n, seed=tc.seed, device=str(device),
-                                      feature_net=tc.eval_feature_net,
-                                      binarize=cfg.data.binarize)
+        evaluator = periodic_evaluator(TrainingEvaluator, tc, net, splits, str(device), cfg.data.binarize)
         if tc.keep_best:
             def on_best(tr, value):
                 save_model(net, out / "best", tr.sampling_net() if tr.ema is not None else None,
@@ -225,8 +224,11 @@ def _trainer(cfg: RunConfig, splits, out: Path, device: torch.device, world) -> 
     return Trainer(net, tc, splits.train.images, splits.train.labels, out, device, binarize=cfg.data.binarize,
                    evaluator=evaluator, on_best=on_best, world=world,
                    plugins=[*privacy_plugins(cfg.privacy), *ada_plugins(net),
-                            *health_plugins(cfg.health, splits.train.images, splits.train.labels, splits.test.images,
-                                            splits.test.labels, private=cfg.privacy.enabled)])
+                            *(health_plugins(cfg.health, splits.train.images, splits.train.labels, splits.test.images,
+                                             splits.test.labels, private=cfg.privacy.enabled)
+                              if not net.translation else [])],  # its probes sample from noise
+                   images_b=splits.train.b if splits.b is None else splits.b.train.images,  # translation: domain B
+                   paired=splits.b is None)
 
 
 def _train(cfg: RunConfig, splits, out: Path, resume: bool, progress: bool, log, device: torch.device,

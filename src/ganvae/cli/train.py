@@ -31,6 +31,8 @@ def _add_train(sub) -> None:
     p.add_argument("--objective", help=f"GAN objective: {', '.join(GAN_OBJECTIVES.names())} (default: nonsaturating)")
     p.add_argument("--data", help="a built-in source (mnist, mnist-5k, digits, faces, shapes), a folder of images, "
                    "an .npz file, or folder:PATH / idx:PATH / npz:PATH (default: mnist)")
+    p.add_argument("--data-b", help="translation models (cyclegan): the second, unpaired domain B, any source "
+                   "--data takes (paired data: --data pairs:A_DIR,B_DIR, an .npz with arrays a and b, shapes-edges)")
     p.add_argument("--image-size", type=int, help="resize images to this square size (default: the source's own; "
                    "a folder of images: 64)")
     p.add_argument("--channels", type=int, choices=[1, 3], help="convert images to 1 or 3 channels (default: the source's own)")

@@ -22,6 +22,9 @@ class DataConfig:
     """
 
     source: str = "mnist"
+    # translation models: the second domain B, unpaired (any source; loaded at the size of A's images).
+    # Paired sources (pairs:A_DIR,B_DIR, an npz with arrays a and b, shapes-edges) carry B themselves.
+    source_b: str | None = None
     image_size: int | None = None  # None: the source's size (a folder of images: 64); else square, resized + centre-cropped
     channels: int | None = None  # None: native channels; else 1 or 3
     holdout: float = 0.1  # test share when the source has no test split of its own
@@ -37,10 +40,15 @@ class DataConfig:
     cache_dir: str | None = None  # where cache=auto keeps caches (under data/); default $GANVAE_CACHE or ~/.cache/ganvae
     workers: int | None = None  # processes that decode a folder into the cache; None: min(CPUs, 8)
     binarize: bool = False  # dynamic binarisation: every training batch is a fresh Bernoulli(pixel/255) sample
+    # keep only these class labels (e.g. 3, or [3, 5]) in the training split: the one-class protocol of anomaly
+    # detection. The test split keeps every class; its other classes are the anomalies (`ganvae eval --metrics auroc`)
+    classes: list[int] | int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.cache, bool):
             self.cache = "auto" if self.cache else "off"
+        if isinstance(self.classes, int) and not isinstance(self.classes, bool):
+            self.classes = [self.classes]
 
     def validate(self) -> None:
         """Raise :class:`GanvaeError` for option values that can never work."""
@@ -71,6 +79,10 @@ class DataConfig:
             isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
         ):
             raise GanvaeError(f"data.workers must be a positive integer, got {self.workers!r}")
+        if self.classes is not None and (not isinstance(self.classes, (list, tuple)) or not self.classes or any(
+                isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in self.classes)):
+            raise GanvaeError(f"data.classes must be a class label or a list of them (integers >= 0), e.g. 3 or "
+                              f"[3, 5]; got {self.classes!r}")
 
 
 @dataclass
@@ -84,6 +96,7 @@ class ImageData:
     images: torch.Tensor
     labels: torch.Tensor | None = None
     factors: torch.Tensor | None = None
+    b: torch.Tensor | None = None  # paired translation data: uint8 (N, C_b, H, W), row i is image i's partner
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -100,6 +113,8 @@ class ImageData:
             self.factors = self.factors.to(torch.float32).contiguous()
             if self.factors.ndim != 2 or self.factors.shape[0] != n:
                 raise ValueError(f"ImageData.factors must have shape ({n}, F), got {tuple(self.factors.shape)}")
+        if self.b is not None and (self.b.dtype != torch.uint8 or self.b.ndim != 4 or self.b.shape[0] != n):
+            raise ValueError(f"ImageData.b must be uint8 ({n}, C, H, W), got {self.b.dtype} {tuple(self.b.shape)}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -110,6 +125,7 @@ class ImageData:
             images=self.images.take(index) if is_cached(self.images) else self.images[index],
             labels=None if self.labels is None else self.labels[index],
             factors=None if self.factors is None else self.factors[index],
+            b=None if self.b is None else self.b[index],
         )
 
 
@@ -120,6 +136,7 @@ class DataSplits:
     train: ImageData
     test: ImageData
     meta: dict
+    b: "DataSplits | None" = None  # unpaired translation data: the second domain's splits (data.source_b)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import torch
 
 from ..errors import GanvaeError
 from .config import DataConfig, DataSplits, ImageData
+from .pairs import fit_partners, load_domain_b, pair_meta
 from .sources import GENERATED, resolve
 from .transform import conform
 
@@ -42,6 +43,18 @@ def limit_subset(data: ImageData, limit: int, seed: int) -> ImageData:
     return data.subset(torch.from_numpy(limit_index(len(data), limit, seed)))
 
 
+def keep_classes(data: ImageData, classes: list[int], source: str) -> ImageData:
+    """The images of ``classes`` only (``data.classes``: the one-class protocol's training split)."""
+    if data.labels is None:
+        raise GanvaeError(f"data.classes: data source {source!r} has no class labels; the one-class protocol "
+                          "needs a labelled source (class subfolders, idx or npz labels, mnist, digits, shapes)")
+    keep = torch.isin(data.labels, torch.as_tensor(list(classes), dtype=data.labels.dtype))
+    if not bool(keep.any()):
+        raise GanvaeError(f"data.classes {list(classes)}: no training image of these classes in {source!r} "
+                          f"(its labels run from {int(data.labels.min())} to {int(data.labels.max())})")
+    return data.subset(torch.nonzero(keep).flatten())
+
+
 def load_data(cfg: DataConfig, progress: bool = True) -> DataSplits:
     """Load ``cfg.source`` and return train/test splits plus metadata.
 
@@ -60,6 +73,9 @@ def load_data(cfg: DataConfig, progress: bool = True) -> DataSplits:
         if len(raw.train) < 2 and cfg.holdout > 0:
             raise GanvaeError(f"data source {source!r}: only {len(raw.train)} image, too few to split")
         train, test, split = *seeded_split(raw.train, cfg.holdout, cfg.split_seed), "seeded"
+    n_all = len(train)  # before data.classes (a generated source is rebuilt from its full size)
+    if cfg.classes is not None:
+        train = keep_classes(train, cfg.classes, source)
     if cfg.limit is not None:
         train = limit_subset(train, cfg.limit, cfg.split_seed)
 
@@ -73,9 +89,11 @@ def load_data(cfg: DataConfig, progress: bool = True) -> DataSplits:
         if (cfg.channels in (None, c)) and h == w and size in (None, h):
             return d  # already right (a cache holds its images at the configured size and channels)
         imgs = conform(d.images, size, cfg.channels)
-        return d if imgs is d.images else ImageData(images=imgs, labels=d.labels, factors=d.factors)
+        return d if imgs is d.images else ImageData(images=imgs, labels=d.labels, factors=d.factors, b=d.b)
 
-    train, test = fit(train), fit(test)
+    train, test = (fit_partners(fit(d), cfg.image_size is not None, source) for d in (train, test))
+    source_b = cfg.source_b or raw.notes.get("source_b")  # translation: unpaired domain B (data/pairs.py)
+    b = load_domain_b(cfg, source_b, int(train.images.shape[-1]), train, load_data) if source_b else None
 
     num_classes = raw.num_classes
     if num_classes is None and raw.class_names:
@@ -99,11 +117,15 @@ def load_data(cfg: DataConfig, progress: bool = True) -> DataSplits:
     }
     if cfg.limit is not None:
         meta["limit"] = int(cfg.limit)
+    if cfg.classes is not None:
+        meta["classes"] = [int(c) for c in cfg.classes]
+        meta["n_train_all_classes"] = n_all
     if cfg.image_size is None and h0 != w0:
         meta["cropped_from"] = [int(h0), int(w0)]
     for k, v in raw.notes.items():
         meta.setdefault(k, v)
-    return DataSplits(train=train, test=test, meta=meta)
+    meta.update(pair_meta(train, b))
+    return DataSplits(train=train, test=test, meta=meta, b=b)
 
 
 def describe(splits: DataSplits) -> str:
@@ -123,9 +145,14 @@ def describe(splits: DataSplits) -> str:
         lines.append("  labels: none")
     if m.get("factor_names"):
         lines.append(f"  factors: {', '.join(m['factor_names'])}")
+    if m.get("channels_b") is not None:  # translation data (data/pairs.py)
+        lines.append(f"  domain B: {m['channels_b']} channel(s), " + ("paired with each image" if m.get("paired") else
+                     f"unpaired, {m.get('source_b')}: train {m['b']['n_train']}, test {m['b']['n_test']}"))
     extras = []
     if m.get("limit") is not None:
         extras.append(f"train limited to {m['limit']}")
+    if m.get("classes") is not None:
+        extras.append(f"train keeps only class(es) {', '.join(map(str, m['classes']))} (one-class protocol)")
     if m.get("cropped_from"):
         extras.append("centre-cropped from {}x{}".format(*m["cropped_from"]))
     if m.get("n_skipped"):
@@ -168,4 +195,5 @@ def config_from_meta(meta: dict) -> DataConfig:
     """The data config that reloads the data a model's export describes (its ``data`` meta)."""
     return DataConfig(source=meta["source"], holdout=meta.get("holdout", 0.1), split_seed=meta.get("split_seed", 0),
                       limit=meta.get("limit"), image_size=meta.get("image_size"), channels=meta.get("channels"),
-                      n=(meta["n_train"] + meta["n_test"]) if meta["source"] in GENERATED else None)
+                      n=(meta.get("n_train_all_classes", meta["n_train"]) + meta["n_test"]) if meta["source"] in GENERATED else None,
+                      classes=meta.get("classes"), source_b=meta.get("source_b"))

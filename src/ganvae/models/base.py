@@ -23,6 +23,8 @@ class Batch:
     x: torch.Tensor | None           # (B, C, H, W) float in [0, 1]; None for phases that use no real data
     y: torch.Tensor | None = None    # (B,) int64 labels, when the data has them
     n: int = 0                       # batch size (taken from x when x is given)
+    b: torch.Tensor | None = None    # translation models: the B-domain images (B, C_b, H, W) in [0, 1] (paired:
+                                     # row i goes with x's row i; unpaired: an independent draw)
 
     def __post_init__(self):
         if self.x is not None:
@@ -102,6 +104,7 @@ class GenerativeModel(nn.Module):
     has_discriminator: ClassVar[bool] = False  # discriminate(x) -> D's logits
     has_likelihood: ClassVar[bool] = False     # a pixel likelihood p(x | z): ELBO and IWAE bounds of log p(x)
     conditional: ClassVar[bool] = False        # takes class labels (sample(labels=...), training needs them)
+    translation: ClassVar[bool] = False        # maps images A -> B (translate(x)); batches carry Batch.b; no sample()
 
     def __init__(self, config):
         super().__init__()
@@ -125,6 +128,12 @@ class GenerativeModel(nn.Module):
     def discriminate(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """D's logits (B,) for images ``x`` (B, C, H, W) in [0, 1] (``has_discriminator`` models)."""
         raise NotImplementedError(f"{type(self).__name__} has no discriminator")
+
+    def translate(self, x: torch.Tensor, direction: str = "a2b", batch_size: int = 64) -> torch.Tensor:
+        """Images of one domain -> the other (``translation`` models: pix2pix, cyclegan)."""
+        from ..errors import GanvaeError
+        raise GanvaeError(f"model {self.registered_name or type(self).__name__!r} is not a translation model; "
+                          "translate needs a pix2pix or cyclegan run")
 
     def bound_parts(self, labels: torch.Tensor | None = None):
         """(encoder, decoder, likelihood) callables for ELBO / importance-weighted bounds (``has_encoder``).
@@ -188,6 +197,12 @@ class GenerativeModel(nn.Module):
             out = [self.decode_latent(z[i:i + batch_size], net_) for i in range(0, n, batch_size)]
         return torch.cat(out).clamp_(0, 1) if out else z.new_zeros((0, self.config.channels,
                                                                      self.config.image_size, self.config.image_size))
+
+    def grid(self, n: int, seed: int, net: nn.Module | None = None,
+             inputs: Callable[[int], Batch] | None = None) -> torch.Tensor:
+        """The images of a training sample grid: ``n`` samples. ``inputs(k)``: k fixed training images (a
+        :class:`Batch`), for models that show what they make of real images (translation: inputs beside outputs)."""
+        return self.sample(n, seed=seed, net=net)
 
     def truncate(self, code: torch.Tensor, psi: float) -> torch.Tensor:
         """Codes (n, latent_dim) pulled toward the prior's mean (0): the truncation trick."""

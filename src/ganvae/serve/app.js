@@ -50,6 +50,13 @@ class Panel {
       if (run.family === "vae") sel.value = "0";
     }
     if (run.reconstruct) q(".recon-section").hidden = false;
+    if (run.translate) {  // translation runs draw nothing from noise: an upload panel instead of the samplers
+      q(".gen-sections").hidden = true;
+      q(".translate-section").hidden = false;
+      for (const d of run.directions) q(".direction").append(new Option(d === "a2b" ? "A → B" : "B → A", d));
+      q(".translate-upload").addEventListener("change", () => this.updateTranslate());
+      q(".direction").addEventListener("change", () => this.updateTranslate());
+    }
 
     const pages = q(".dim-page");
     for (let s = 0; s < run.latent_dim; s += DIMS_PER_PAGE) {
@@ -162,6 +169,7 @@ class Panel {
   }
 
   updateInterp() {
+    if (this.run.translate) return Promise.resolve();
     const p = this.params({ a: this.q(".seed-a").value.trim(), b: this.q(".seed-b").value.trim(),
                             steps: this.q(".steps").value.trim() });
     return this.load("interpolation", this.q("img.interp"), `${this.base()}/interpolate.png?${p}`);
@@ -178,7 +186,20 @@ class Panel {
                      { method: "POST", body: form });
   }
 
-  refresh() { return Promise.all([this.updateGrid(), this.updateTraverse()]); }
+  updateTranslate() {
+    const file = this.q(".translate-upload").files[0];
+    if (!file) return;
+    const form = new FormData();
+    form.append("image", file);
+    const p = new URLSearchParams({ direction: this.q(".direction").value || "a2b" });
+    return this.load("translation", this.q("img.translated"), `${this.base()}/translate?${p}`,
+                     { method: "POST", body: form });
+  }
+
+  refresh() {
+    if (this.run.translate) return Promise.resolve();
+    return Promise.all([this.updateGrid(), this.updateTraverse()]);
+  }
 }
 
 async function main() {

@@ -12,6 +12,7 @@ Endpoints (``i`` is the run's index, in the order the runs were given):
     GET  /api/run/{i}/traverse.png?seed=&dims=&cls=     the seed's code with offsets, dims="k:v,k:v,..."
     GET  /api/run/{i}/interpolate.png?a=&b=&steps=&cls= a row: the slerp between the codes of seeds a and b
     POST /api/run/{i}/reconstruct           multipart field "image" (VAEs; cvae also "cls"): input | reconstruction
+    POST /api/run/{i}/translate?direction=  multipart field "image" (pix2pix, cyclegan): input | translation
 
 A bad request (seed outside 0..2**63-1, class out of range, too many images, a non-finite or too large
 slider value, an upload that is not an image or is too large, an unknown run) gets a 4xx answer with JSON
@@ -49,6 +50,7 @@ from .. import api
 from ..errors import GanvaeError
 from .limits import LIMITS, BadRequest
 from .security import check_port, is_loopback, middleware
+from .translate_panel import translate_route
 from .uploads import HeavySlots, _check_length, _upload, read_upload, shrink_upload  # noqa: F401 (tests patch them here)
 
 @dataclass
@@ -73,6 +75,8 @@ class RunHandle:
             "latent_dim": c.latent_dim, "image_size": c.image_size, "channels": c.channels,
             "data": data.get("source"), "step": meta.get("step"),
             "reconstruct": bool(m.has_encoder),
+            "translate": bool(m.translation),  # translation runs: an upload panel instead of sampling
+            "directions": list(m.directions) if m.translation else [],
         }
 
 
@@ -291,7 +295,7 @@ def make_app(runs, *, handles: list[RunHandle] | None = None, host: str = "127.0
         Route("/", index), Route("/app.js", app_js), Route("/api/runs", api_runs),
         Route("/api/run/{i}/grid.png", grid), Route("/api/run/{i}/traverse.png", traverse),
         Route("/api/run/{i}/interpolate.png", interpolate),
-        Route("/api/run/{i}/reconstruct", reconstruct, methods=["POST"]),
+        Route("/api/run/{i}/reconstruct", reconstruct, methods=["POST"]), translate_route(run_of, heavy, compute),
     ]
     app = Starlette(routes=routes, middleware=middleware(host, page),
                     exception_handlers={BadRequest: _bad_request, HTTPException: _http_error})

@@ -56,7 +56,9 @@ class Trainer:
     def __init__(self, model: GenerativeModel, cfg: TrainConfig, images: torch.Tensor,
                  labels: torch.Tensor | None, out: str | Path, device: torch.device, binarize: bool = False,
                  evaluator=None, on_best=None, world: World = distributed.SINGLE,
-                 plugins: list[TrainerPlugin] | tuple = ()):
+                 plugins: list[TrainerPlugin] | tuple = (), images_b: torch.Tensor | None = None,
+                 paired: bool = True):
+        # images_b: translation models' domain B (uint8), row-aligned with images when paired (see BatchStream)
         self.model, self.cfg, self.out, self.device = model, cfg, Path(out), device
         self.world = world
         self.plugins = list(plugins)  # see ganvae.training.plugins: DP and any other extension of the loop
@@ -92,7 +94,8 @@ class Trainer:
                 net.compile()
         self.noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         self.stream = BatchStream(images, labels, cfg.batch_size, cfg.seed, device,
-                                  binarize=self.noise if binarize else None, rank=world.rank, world=world.size)
+                                  binarize=self.noise if binarize else None, rank=world.rank, world=world.size,
+                                  images_b=images_b, paired=paired)
         for pl in self.plugins:
             self.phases, self.optimizers = pl.wrap_phases(self.phases, self.optimizers)
             self.stream = pl.wrap_stream(self.stream)
@@ -216,7 +219,8 @@ class Trainer:
     def write_grid(self) -> Path:
         from ..images import save_grid
 
-        imgs = self.model.sample(self.cfg.grid_size, seed=self.cfg.sample_seed, net=self.sampling_net())
+        fixed = getattr(self.stream, "fixed", None)  # fixed real images, for models whose grid shows inputs
+        imgs = self.model.grid(self.cfg.grid_size, self.cfg.sample_seed, self.sampling_net(), fixed)
         path = self.out / "samples" / f"step_{self.step:06d}.png"
         save_grid(imgs, path)
         if self.tb is not None:

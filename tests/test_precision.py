@@ -73,9 +73,9 @@ def test_a_nonsense_forced_answer_is_one_clear_line(monkeypatch):
         cpu.cpu_bf16()
 
 
-@pytest.mark.parametrize("forced, native, pays, auto", [("0", False, False, "fp32"), ("1", True, False, "fp32"),
+@pytest.mark.parametrize("forced, native, pays, auto", [("0", False, False, "fp32"), ("1", True, True, "bf16"),
                                                         ("amx", True, True, "bf16")])
-def test_auto_picks_bf16_only_on_cpus_with_amx(monkeypatch, forced, native, pays, auto):
+def test_auto_picks_bf16_only_on_cpus_with_bf16_instructions(monkeypatch, forced, native, pays, auto):
     monkeypatch.setenv(cpu.ENV, forced)
     assert bf16_native(CPU) is native and bf16_pays(CPU) is pays
     assert resolve_precision("auto", CPU) == auto

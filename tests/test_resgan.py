@@ -194,3 +194,18 @@ def test_defaults_build_at_28_pixels():
     assert m.sample(2, seed=0).shape == (2, 1, 28, 28)
     c = build("cresgan", CondResGANConfig(image_size=28, channels=1, num_classes=10))
     assert c.sample(2, seed=0, labels=3).shape == (2, 1, 28, 28)
+
+
+def test_trains_under_bf16_autocast(tmp_path, monkeypatch):
+    """The antialiased halving has no bf16 CPU kernel: it runs in fp32 inside bf16 autocast, and training goes on."""
+    monkeypatch.setenv("GANVAE_CPU_BF16", "1")  # the detection forced, so the emulation warning stays out of it
+    run = train_tiny(tmp_path / "bf16", "resgan", steps=2, more=["train.precision=bf16"])
+    assert run.step == 2
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    from ganvae.nets.resnet import Downsample
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = Downsample(4, 4)(x.to(torch.bfloat16))
+    assert y.dtype == torch.bfloat16 and y.shape == (2, 4, 4, 4)
+    y.float().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -43,7 +43,7 @@ def _add_train(sub) -> None:
     p.add_argument("--max-minutes", type=float, help="stop cleanly (checkpoint and export) after this wall-clock time")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"],
                    help="bf16: autocast matmuls and convolutions to bfloat16 (GPUs, CPUs with AVX512-BF16/AMX); auto: "
-                        "bf16 where it pays (GPUs with native bf16, CPUs with AMX), else fp32; run.json records "
+                        "bf16 where it pays (GPUs with native bf16, CPUs with AVX512-BF16 or AMX), else fp32; run.json records "
                         "the choice (default: fp32)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the networks (opt-in)")
     p.add_argument("--channels-last", action="store_true", default=None,

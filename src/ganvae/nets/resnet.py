@@ -91,7 +91,9 @@ class Downsample(nn.Module):
         self.conv = he_init(nn.Conv2d(c_in, c_out, 1, bias=False)) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True))
+        # the antialiased kernel has no bfloat16 version on the CPU: under bf16 autocast it runs in fp32
+        y = F.interpolate(x.float(), scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True)
+        return self.conv(y.to(x.dtype))
 
 
 class ResNetGenerator(nn.Module):

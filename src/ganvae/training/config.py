@@ -38,7 +38,7 @@ class TrainConfig:
     deterministic: bool = False       # GPU: deterministic kernels (slower) so runs and resumes repeat exactly;
                                       # CPU runs are deterministic already
     precision: str = "fp32"           # fp32; bf16 (autocast: bfloat16 matmuls/convs, fp32 weights and optimizer);
-                                      # auto: bf16 where it pays (GPUs with native bf16, CPUs with AMX), else fp32.
+                                      # auto: bf16 where it pays (GPUs with native bf16, CPUs with AVX512-BF16/AMX), else fp32.
                                       # run.json records what ran; bf16 on a CPU without it warns (emulated: slow)
     channels_last: bool | None = None  # conv nets and batches in channels-last memory format; null: on for conv
                                        # nets on the CPU (1.05-1.4x there, benchmarks/results/speed.md), else off

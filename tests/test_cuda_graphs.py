@@ -111,13 +111,16 @@ def test_on_the_cpu_auto_is_a_no_op_and_run_json_says_so(tmp_path):
 
 
 # ------------------------------------------------------------------ the step, emulated
-def make(name: str, graphed: bool, insist: bool = True, **kw) -> Trainer:
+def make(name: str, graphed: bool, insist: bool = True, paired: bool = True, **kw) -> Trainer:
     model = tiny_model(name, **kw)
     g = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (64, 1, 8, 8), generator=g, dtype=torch.uint8)
     labels = torch.randint(0, 3, (64,), generator=g)
+    images_b = None  # translation models: a second domain, paired row by row or drawn in its own order
+    if model.translation:
+        images_b, labels = torch.randint(0, 256, (64, 1, 8, 8), generator=g, dtype=torch.uint8), None
     tr = Trainer(model, TrainConfig(batch_size=16, tensorboard=False, report=False, device="cpu", seed=3),
-                 images, labels, tempfile.mkdtemp(), torch.device("cpu"))
+                 images, labels, tempfile.mkdtemp(), torch.device("cpu"), images_b=images_b, paired=paired)
     tr.defer_finite_check = True  # as on CUDA: the graphed step needs it
     if graphed:
         tr.graphs = GraphedStep(tr, insist, emulate=True)
@@ -141,6 +144,21 @@ def test_graphed_step_matches_the_eager_step_bit_for_bit(name, kw):
     same_steps(eager, graphed, 3)
     assert graphed.graphs.graph is not None and graphed.graphs.disabled is None
     assert graphed._first_bad and all(int(v) == -1 for v in graphed._first_bad.values())  # the finite check ran
+
+
+@pytest.mark.parametrize("name, paired, kw", [("pix2pix", True, {"g_dropout": 0.0}), ("cyclegan", False, {})])
+def test_graphed_translation_step_refills_domain_b(name, paired, kw):
+    """Each replay must see this step's B images (Batch.b), not the ones captured at the first step."""
+    eager, graphed = make(name, False, paired=paired, **kw), make(name, True, paired=paired, **kw)
+    same_steps(eager, graphed, 3)
+    assert graphed.graphs.graph is not None and graphed.graphs.static[0].b is not None
+
+
+def test_dropout_in_the_step_keeps_it_eager():
+    """pix2pix's dropout draws from torch's global RNG: auto leaves its step eager and says why."""
+    tr = make("pix2pix", False)
+    assert "the model's step cannot be captured" in blockers(tr)
+    assert blockers(make("pix2pix", False, g_dropout=0.0)) == []
 
 
 def test_loading_a_state_captures_again_and_continues_exactly():

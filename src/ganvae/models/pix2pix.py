@@ -48,6 +48,9 @@ class Pix2Pix(TranslationModel):
         self.D = PatchGANDiscriminator(c.channels_a + c.channels_out, c.image_size, c.d_width, c.max_width,
                                        c.d_layers, c.norm)
         self.objective = GAN_OBJECTIVES.get(c.objective).from_config(c)
+        # dropout draws from torch's global RNG, which a CUDA graph's warm-up and capture would consume out of
+        # step with the eager loop: the step stays eager unless g_dropout is 0 (training/graphs.py)
+        self.cuda_graphs_ok = c.g_dropout == 0
 
     def generator_for(self, direction: str):
         return self.G

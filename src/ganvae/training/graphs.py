@@ -248,6 +248,8 @@ class GraphedStep:
             s.x.copy_(b.x)
             if s.y is not None:
                 s.y.copy_(b.y)
+            if s.b is not None:  # translation models: the B-domain images
+                s.b.copy_(b.b)
 
     def _finish(self, tr, seen_before: int) -> dict[str, torch.Tensor]:
         flat = self.out.clone()  # the next replay overwrites the graph's output
@@ -270,7 +272,8 @@ class GraphedStep:
     # ------------------------------------------------------------------ capture
     def _capture(self, tr, batches: list[Batch]) -> None:
         # the graph's input buffers, holding this step's batches (copies: a stream may reuse its own buffers)
-        self.static = [Batch(b.x.clone(), b.y.clone() if b.y is not None else None) for b in batches]
+        self.static = [Batch(b.x.clone(), b.y.clone() if b.y is not None else None,
+                             b=b.b.clone() if b.b is not None else None) for b in batches]
         snap = _Snapshot(tr)
         try:
             with torch.cuda.device(tr.device) if tr.device.type == "cuda" else contextlib.nullcontext():

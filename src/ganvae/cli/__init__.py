@@ -25,7 +25,7 @@ from ..errors import GanvaeError
 
 
 # the command groups, in the order `ganvae --help` lists them; each module has add(subparsers)
-COMMAND_MODULES = ("train", "runs", "misc", "featnet", "data", "score", "augment", "translate")
+COMMAND_MODULES = ("train", "runs", "translate", "score", "augment", "data", "featnet", "misc")
 
 
 def build_parser() -> argparse.ArgumentParser:

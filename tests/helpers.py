@@ -141,3 +141,16 @@ def as_images(logits):
 def linear_D(w):
     """D(x) = <w, x> with x flattened: grad_x D = w for every x."""
     return lambda x: x.flatten(1) @ w
+
+
+def assert_one_step_lowers_each_phase_loss(m, batch) -> None:
+    """The contract's step test: for each phase, one Adam step on ``batch`` (fixed draws) lowers that phase's loss."""
+    for ph in m.phases():
+        opt = torch.optim.Adam(ph.parameters(), lr=1e-3, betas=ph.betas)
+        before = ph.loss(batch, torch.Generator().manual_seed(0))["loss"]
+        opt.zero_grad()
+        before.backward()
+        opt.step()
+        with torch.no_grad():
+            after = ph.loss(batch, torch.Generator().manual_seed(0))["loss"]
+        assert after.item() < before.item(), (ph.name, before.item(), after.item())

@@ -35,7 +35,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -45,6 +44,7 @@ from pathlib import Path
 import torch
 
 import ganvae
+from ganvae.util.cpu import model_name
 from ganvae.api import evaluate
 from ganvae.training import checkpoint as ckpt
 
@@ -56,14 +56,6 @@ ARMS = {
 IMAGE_SIZE = {"mnist-5k": None, "faces": 32, "folder": 32}  # None: the source's own size
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_folder(root: Path, n: int) -> Path:
@@ -129,7 +121,7 @@ def table(rows: list[dict], arms: list[str]) -> list[str]:
 
 def write_md(path: Path, rows: list[dict], args, started: str, load: tuple, seconds: float) -> None:
     dev = (torch.cuda.get_device_name(0) if args.device.startswith("cuda") and torch.cuda.is_available()
-           else f"CPU {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
+           else f"CPU {model_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
     lines = [f"# Augmentation on small data at equal training time: none, DiffAugment, ADA ({dev})", "",
              f"Command: `{' '.join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])}`  ",
              f"Started {started} UTC; ganvae {ganvae.__version__}, torch {torch.__version__}; model `{args.model}`; "

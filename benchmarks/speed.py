@@ -40,7 +40,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -54,6 +53,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference import TutorialGAN, TutorialVAE  # noqa: E402
+
+from ganvae.util.cpu import model_name  # noqa: E402
 
 SPECS = {  # name -> (registered model, image size, channels)
     "dcgan-28": ("dcgan", 28, 1),
@@ -85,14 +86,6 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> floa
     return best
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def cpu_has_bf16() -> str | None:
@@ -374,7 +367,7 @@ def write(rows: list[dict], peak: dict, bf16_hw, args, curves: list[dict] | None
     if dev.startswith("cuda") and torch.cuda.is_available():
         machine = f"{torch.cuda.get_device_name(0)}"
     else:
-        machine = f"{cpu_model()}, {os.cpu_count()} cores, {args.threads} torch threads"
+        machine = f"{model_name()}, {os.cpu_count()} cores, {args.threads} torch threads"
     lines = [
         "# Training speed: ganvae's loop against a tutorial-style reference loop",
         "",
@@ -423,7 +416,7 @@ def bf16_lines(rows: list[dict], bf16_hw, curves: list[dict] | None, args) -> li
     """The bf16 section: the 1.6x target at dcgan-28/32/64, the fp32-vs-bf16 curve, or why there is none."""
     out = ["## bf16", ""]
     if not bf16_hw:
-        out.append(f"This CPU ({cpu_model()}) has no AVX512-BF16 or AMX instructions, so bf16 was not measured: "
+        out.append(f"This CPU ({model_name()}) has no AVX512-BF16 or AMX instructions, so bf16 was not measured: "
                    "it runs emulated here, far slower than fp32 (`--precision bf16` warns; `--precision auto` "
                    "keeps fp32). Run this script on a CPU with them (or a GPU) for the bf16 columns and curve.")
     elif not any(r.get("precision") == "bf16" for r in rows):

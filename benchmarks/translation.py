@@ -27,12 +27,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import platform
+import os
 import shutil
 import sys
 from pathlib import Path
 
 import ganvae
 from ganvae.api import evaluate
+from ganvae.util.cpu import model_name
 
 ROOT = Path(__file__).resolve().parent
 
@@ -55,14 +57,6 @@ def scores(run: Path, metrics: str, n: int, net: str) -> dict:
     return {r["metric"]: r for r in recs}
 
 
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f", {__import__('os').cpu_count()} cores"
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def fid_like_translation(run: Path, n: int, seeds: int = 10) -> tuple[float, float]:
@@ -109,7 +103,7 @@ def main(argv=None) -> int:
         "# Image-to-image translation (issue 17)", "",
         f"Command: `python benchmarks/translation.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {platform.processor() or platform.machine()} "
-        f"({_cpu()}); torch threads default; "
+        f"({model_name()}, {os.cpu_count()} cores); torch threads default; "
         f"{a.minutes:g} min of training per run, batch {a.batch_size}, seed {a.seed}"
         + (f"; data.limit {a.limit} (smoke)" if a.limit else ""), "",
         "| run | metric | value | real data | untrained |", "|---|---|---|---|---|",

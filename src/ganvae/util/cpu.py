@@ -22,6 +22,19 @@ from ..errors import GanvaeError
 
 ENV = "GANVAE_CPU_BF16"
 CPUINFO = Path("/proc/cpuinfo")
+
+
+def model_name(path: str | Path = CPUINFO) -> str:
+    """The CPU's model name (``/proc/cpuinfo``), for benchmark results; the platform's word where there is none."""
+    import platform
+
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 RANK = {None: 0, "avx512_bf16": 1, "amx": 2}  # better answers rank higher
 _FORCED = {"0": None, "none": None, "no": None, "false": None, "off": None,
            "1": "avx512_bf16", "avx512_bf16": "avx512_bf16", "yes": "avx512_bf16", "true": "avx512_bf16",

@@ -159,6 +159,15 @@ def _privacy(meta: dict) -> list[str]:
     if not isinstance(p, dict) or "epsilon" not in p:
         return ["Not trained with differential privacy: nothing bounds what the weights reveal about any "
                 "one training image."]
+    if p.get("mechanism") == "gaussian release":
+        return [f"Trained with differential privacy (DP-MERF: one Gaussian release of the class-conditional "
+                f"random-feature mean embedding of the training images): ({_num(p.get('epsilon'))}, "
+                f"{_num(p.get('delta'), 'g')})-DP with respect to one training image, {p.get('accountant', '?')} "
+                "accountant.",
+                f"- noise multiplier {_num(p.get('noise_multiplier'))} at sensitivity 1, one release of "
+                f"{p.get('released_images', '?')} images; the generator saw only that release",
+                "- the guarantee covers the training images only, and holds for the weights and anything made from "
+                "them (samples, scores)"]
     return [f"Trained with differential privacy (DP-SGD): ({_num(p.get('epsilon'))}, {_num(p.get('delta'), 'g')})-DP "
             f"with respect to one training image, {p.get('accountant', '?')} accountant.",
             f"- private: {p.get('private', '?')} (every network that saw real images through a private phase)",

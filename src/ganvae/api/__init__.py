@@ -13,7 +13,7 @@ from ..latent import decode, load_image, prior_code, slerp
 from ..metrics import METRICS
 from ..models import MODELS
 from ..objectives import GAN_OBJECTIVES
-from ..privacy.dp import summary_text as privacy_lines
+from ..privacy import summary_lines as privacy_lines
 from ..report import write_report as report
 from ..runfolder import OPTIONS, RunConfig, info
 from ..training import TrainConfig

@@ -223,7 +223,8 @@ def _trainer(cfg: RunConfig, splits, out: Path, device: torch.device, world) -> 
                            {"step": tr.step, "images_seen": tr.images_seen, "data": splits.meta, "best": tr.best})
     return Trainer(net, tc, splits.train.images, splits.train.labels, out, device, binarize=cfg.data.binarize,
                    evaluator=evaluator, on_best=on_best, world=world,
-                   plugins=[*privacy_plugins(cfg.privacy), *ada_plugins(net),
+                   plugins=[*privacy_plugins(cfg.privacy, net, splits.train.images, splits.train.labels),
+                            *ada_plugins(net),
                             *(health_plugins(cfg.health, splits.train.images, splits.train.labels, splits.test.images,
                                              splits.test.labels, private=cfg.privacy.enabled)
                               if not net.translation else [])],  # its probes sample from noise

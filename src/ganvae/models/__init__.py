@@ -19,6 +19,7 @@ from .vae import VAE, BetaVAEConfig, ConvVAEConfig, MLPVAEConfig, TCVAEConfig, V
 from .vae_plus import IWAEConfig, MLPIWAEConfig, MLPVampVAEConfig, VampVAE, VampVAEConfig
 from .pix2pix import Pix2Pix, Pix2PixConfig
 from .cyclegan import CycleGAN, CycleGANConfig
+from .dpmerf import DPMERF, DPMERFConfig
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ MODELS.add("resgan", ModelSpec(ResGAN, ResGANConfig, "residual GAN without norma
                                                      "(R3GAN, Huang et al. 2024)"))
 MODELS.add("cresgan", ModelSpec(ConditionalResGAN, CondResGANConfig,
                                 "class-conditional resgan: label embedding in G, projection D"))
+# DP-MERF (models/dpmerf.py): a conditional generator matching one released random-feature mean embedding
+MODELS.add("dp-merf", ModelSpec(DPMERF, DPMERFConfig, "class-conditional generator trained on one (private) "
+                                                      "random-feature mean embedding (Harder et al. 2021)"))
 # image-to-image translation (models/pix2pix.py, models/cyclegan.py): U-Net G, PatchGAN D, two-domain batches
 MODELS.add("pix2pix", ModelSpec(Pix2Pix, Pix2PixConfig, "paired translation A -> B: U-Net G, conditional PatchGAN "
                                                         "D, GAN + 100 * L1 (Isola et al. 2017)"))

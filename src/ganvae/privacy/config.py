@@ -73,7 +73,7 @@ def prepare(privacy: PrivacyConfig, model_class, model_cfg, train_cfg, n_train: 
     if privacy.delta >= 1 / n_train:
         raise GanvaeError(f"privacy.delta (--dp-delta) {privacy.delta:g}: expected < 1/N = {1 / n_train:.3g} "
                           f"(N = {n_train} training images)")
-    if train_cfg.batch_size >= n_train:
+    if train_cfg.batch_size >= n_train and not getattr(model_class, "needs_release", False):
         raise GanvaeError(f"privacy: train.batch_size {train_cfg.batch_size} must be below the {n_train} training "
                           "images (the sample rate is batch_size / N)")
     return privacy, model_cfg

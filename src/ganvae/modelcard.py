@@ -159,6 +159,18 @@ def _privacy(meta: dict) -> list[str]:
     if not isinstance(p, dict) or "epsilon" not in p:
         return ["Not trained with differential privacy: nothing bounds what the weights reveal about any "
                 "one training image."]
+    return _guarantee(p) + _init_line(meta.get("init"))
+
+
+def _init_line(init) -> list[str]:
+    if not isinstance(init, dict):
+        return []
+    return [f"- starting weights: the networks of run `{init.get('run')}` (step {init.get('step')}, trained on "
+            f"`{init.get('data')}`); that data is treated as public: the guarantee does not cover it, and the "
+            "accounting counts only this run's own private steps"]
+
+
+def _guarantee(p: dict) -> list[str]:
     if p.get("mechanism") == "gaussian release":
         return [f"Trained with differential privacy (DP-MERF: one Gaussian release of the class-conditional "
                 f"random-feature mean embedding of the training images): ({_num(p.get('epsilon'))}, "

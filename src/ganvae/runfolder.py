@@ -47,7 +47,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "device": ("train", "device"), "max_minutes": ("train", "max_minutes"), "precision": ("train", "precision"),
     "compile": ("train", "compile"), "channels_last": ("train", "channels_last"),
     "eval_every": ("train", "eval_every_kimg"), "eval_metric": ("train", "eval_metric"),
-    "keep_best": ("train", "keep_best"),
+    "keep_best": ("train", "keep_best"), "init": ("train", "init"),
     "dp_epsilon": ("privacy", "epsilon"), "dp_delta": ("privacy", "delta"),
     "dp_max_grad_norm": ("privacy", "max_grad_norm"), "dp_noise_multiplier": ("privacy", "noise_multiplier"),
 }

@@ -22,6 +22,7 @@ from ..export import check_graph_format, export_graph, load_model, save_model
 from ..metrics import TrainingEvaluator
 from ..models import MODELS, build, footprint
 from ..privacy import plugins as privacy_plugins
+from .init import load_init
 from ..privacy import prepare as prepare_privacy
 from ..report import write_report as report
 from ..runfolder import (SECTIONS, RunConfig, compose, default_out, fill_from_data, prepare_out, read_config, resolve)
@@ -203,14 +204,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _trainer(cfg: RunConfig, splits, out: Path, device: torch.device, world) -> Trainer:
-    """The model, its periodic evaluator, its plugins and the loop, wired."""
+def _trainer(cfg: RunConfig, splits, out: Path, device: torch.device, world, resume: bool = False) -> Trainer:
+    """The model, its periodic evaluator, its plugins and the loop, wired. A fresh run with ``train.init``
+    starts from that run's networks (a resume starts from its own checkpoint instead)."""
     tc = cfg.train
     distributed.barrier(world)  # the run folder exists before any rank goes on
     if tc.deterministic:
         use_deterministic_kernels()
     seed_everything(tc.seed)
     net = build(cfg.model_name, cfg.model).to(device)
+    if tc.init is not None and not resume:
+        net.init_record = load_init(net, tc.init, cfg.model_name, cfg.model)
     if world.active:
         distributed.broadcast_module(net)
         torch.manual_seed(distributed.rank_seed(tc.seed, world.rank))  # per-rank dropout
@@ -234,7 +238,7 @@ def _trainer(cfg: RunConfig, splits, out: Path, device: torch.device, world) -> 
 
 def _train(cfg: RunConfig, splits, out: Path, resume: bool, progress: bool, log, device: torch.device,
            world) -> Run:
-    trainer = _trainer(cfg, splits, out, device, world)
+    trainer = _trainer(cfg, splits, out, device, world, resume)
     tc = cfg.train
     if resume:
         trainer.resume()
@@ -253,6 +257,9 @@ def _train(cfg: RunConfig, splits, out: Path, resume: bool, progress: bool, log,
     run_info = {"ganvae_version": __version__, "torch_version": torch.__version__, "device": str(device),
                 "processes": world.size, "precision": trainer.precision, "cuda_graphs": trainer.cuda_graphs,
                 "data": splits.meta, **{pl.name: pl.summary() for pl in trainer.plugins}}
+    init = getattr(trainer.model, "init_record", None) or (_previous_run_info(out).get("init") if resume else None)
+    if init:  # the starting weights' run: public pretraining, outside a private run's guarantee
+        run_info["init"] = init
     choice = getattr(trainer.evaluator, "feature_choice", None)
     if choice is not None:  # which features the periodic scores use, and why (featnet_auto)
         run_info["eval_features"] = {"net": choice.name, "reason": choice.reason}
@@ -285,6 +292,13 @@ def _train(cfg: RunConfig, splits, out: Path, resume: bool, progress: bool, log,
     return run
 
 
+def _previous_run_info(out: Path) -> dict:
+    try:
+        return json.loads((out / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def _finish(trainer: Trainer, cfg: RunConfig, splits, out: Path, log, run_info: dict) -> Path | None:
     """After training: plugin summaries into run.json, the export (model/), the report. Returns the report."""
     summaries = {pl.name: pl.summary() for pl in trainer.plugins}  # e.g. the privacy guarantee: with the weights
@@ -295,7 +309,8 @@ def _finish(trainer: Trainer, cfg: RunConfig, splits, out: Path, log, run_info: 
     if bad:
         raise DivergenceError(f"{bad[0]} holds NaN or infinite values; the model is not exported")
     save_model(trainer.model, out / "model", net, {"step": trainer.step, "images_seen": trainer.images_seen,
-                                                  "data": splits.meta, "ema": trainer.ema is not None, **summaries})
+                                                  "data": splits.meta, "ema": trainer.ema is not None, **summaries,
+                                                  **({"init": run_info["init"]} if run_info.get("init") else {})})
     if not cfg.train.report:
         return None
     try:

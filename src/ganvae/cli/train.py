@@ -66,6 +66,8 @@ def _add_train(sub) -> None:
     p.add_argument("--skip-bad-images", action="store_true", default=None,
                    help="folder data: skip unreadable image files instead of failing")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint up to --steps")
+    p.add_argument("--init", metavar="RUN", help="start from the networks of RUN (same model and image shape), "
+                                                 "e.g. public pretraining before a --dp-epsilon run on private data")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder given by --out")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and a data summary, then exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")

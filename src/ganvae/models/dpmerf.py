@@ -88,6 +88,7 @@ class DPMERF(_Conditional, GenerativeModel):
     generator_name = "G"
     ema_default = True
     needs_release: ClassVar[bool] = True  # the trainer must release its target (ganvae.privacy.merf) first
+    init_skip: ClassVar[tuple[str, ...]] = ("target",)  # --init RUN takes G only: the release is this run's own
 
     def __init__(self, config: DPMERFConfig):
         super().__init__(config)

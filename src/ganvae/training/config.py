@@ -44,6 +44,8 @@ class TrainConfig:
                                        # nets on the CPU (1.05-1.4x there, benchmarks/results/speed.md), else off
     compile: bool = False             # torch.compile the networks (nn.Module.compile; first steps are slow)
     tf32: bool = True                 # CUDA: TF32 tensor cores for fp32 matmuls and convolutions (Ampere and newer)
+    init: str | None = None           # start from the networks of this run folder (--init RUN: public pretraining,
+                                      # then private fine-tuning; a DP run's guarantee covers only its own data)
     cuda_graphs: bool | None = None   # CUDA: the whole training step captured once and replayed (training/graphs.py);
                                       # null: on for models up to 50M parameters whose step allows it; true: insist
                                       # (an error says what stands in the way); false: eager. No-op on the CPU

@@ -212,6 +212,9 @@ def build_report(run: str | Path) -> str:
         if name not in RUN_JSON_KEYS and isinstance(summary, dict) and summary:
             parts.append(f"<h2>{html.escape(name.title())}</h2>")
             parts.append(_table([[html.escape(str(k)), _fmt(v)] for k, v in summary.items()], ["", ""]))
+    if "privacy" in run_json or (run / "audit.json").is_file():  # guarantee + attacks + utility in plain words
+        from .privacy.card import card_html
+        parts.append(card_html(run))
     if (run / "audit.json").is_file():  # `ganvae audit`: verdict, headline numbers, closest pairs
         from .privacy.audit import audit_html
         parts.append(audit_html(run / "audit.json"))

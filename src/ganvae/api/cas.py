@@ -105,6 +105,8 @@ def cas(run: str | Path, n: int | None = None, seed: int = 0,
                        "test split; real_accuracy: the same classifier trained on the real training split"}
     if write:
         atomic_write_text(run / "cas.json", json.dumps(out, indent=2) + "\n")
+        from ..privacy.card import write_card
+        write_card(run)  # the privacy card's utility part
     if log:
         log(f"CAS {100 * acc:.2f}%  (classifier trained on {n} generated images, tested on {len(te)} real)")
         log(f"real {100 * real:.2f}%  (the same classifier trained on the {len(tr)} real training images)")

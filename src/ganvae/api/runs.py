@@ -104,9 +104,15 @@ def audit(run_or_model, *, n_samples: int = 10000, n_members: int | None = None,
         result["pairs_png"] = str(folder / "audit_pairs.png")
         atomic_write_text(folder / "audit.json", json.dumps(result, indent=2) + "\n")
         result["audit_json"] = str(folder / "audit.json")
+        if (folder / "config.yaml").is_file():  # a run folder: its privacy card (guarantee, attacks, utility)
+            from ..privacy.card import write_card
+            result["privacy_card"] = str(write_card(folder))
     if log:
         from ..privacy.audit import format_audit
         log(format_audit(result))
+        if result.get("privacy_card"):
+            card = json.loads(Path(result["privacy_card"]).read_text())
+            log("privacy card (" + result["privacy_card"] + "):\n  " + "\n  ".join(card["verdict"]))
     return result
 
 

@@ -91,6 +91,15 @@ def test_augment_end_to_end_on_tiny_digits(tmp_path):
     saved = json.loads((tmp_path / "augment.json").read_text())
     assert saved["summary"] == res["summary"]
     assert "| 2 | 2 |" in (tmp_path / "augment.md").read_text() and (tmp_path / "augment.png").stat().st_size > 0
+    page = (tmp_path / "report.html").read_text()  # the study's report: the table (each n's mean ± std) and plot
+    first = res["summary"][0]
+    assert "Synthetic data for a classifier" in page and "data:image/png;base64," in page
+    assert f"{100 * first['real']['mean']:.1f} ± {100 * first['real']['std']:.1f}" in page
+    cell = res["cells"][0]  # each generator run's own report shows its cell's arms
+    from ganvae.report import build_report
+    run_page = build_report(cell["generator"]["run"])
+    assert "Synthetic data for a classifier" in run_page
+    assert f"{100 * cell['arms']['mixed']['accuracy']:.1f} ± 0.0" in run_page
     lines = []
     again = api.augment("digits", "2,3", "cdcgan", out=tmp_path, **dict(kw, log=lines.append))
     assert again["summary"] == res["summary"] and sum("reusing" in ln for ln in lines) == 4

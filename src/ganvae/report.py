@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 import re
 from pathlib import Path
@@ -218,6 +219,9 @@ def build_report(run: str | Path) -> str:
     if (run / "audit.json").is_file():  # `ganvae audit`: verdict, headline numbers, closest pairs
         from .privacy.audit import audit_html
         parts.append(audit_html(run / "audit.json"))
+    if (run / "augment.json").is_file():  # a generator of `ganvae augment`: its cell's three arms
+        from .apps.augment import augment_html
+        parts.append(augment_html(json.loads((run / "augment.json").read_text())))
     if (run / "cas.json").is_file():  # `ganvae cas`: the classification accuracy score beside real data
         from .apps.augment import cas_html
         parts.append(cas_html(run / "cas.json"))

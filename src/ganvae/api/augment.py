@@ -13,13 +13,15 @@ Writes ``OUT/augment.json`` (every cell and the summary), ``OUT/augment.md`` (th
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..apps.augment import check_per_class, n_shot_index, plot_png, run_arms, sample_uint8, summarise, table
+from ..apps.augment import (augment_html, check_per_class, n_shot_index, plot_png, run_arms, sample_uint8,
+                            summarise, table)
 from ..apps.classifier import ClassifierConfig
 from ..data import DataConfig, ImageData, load_data
 from ..data.cache_view import is_cached
@@ -92,6 +94,7 @@ def _cell(key: dict, splits, n: int, seed: int, cell: Path, gen_opts: dict, ccfg
            "generator": {"run": str(run.path), "steps": run.step, "seconds": round(gen_s, 1), "stopped": run.stopped},
            "arms": arms}
     atomic_write_text(done, json.dumps(out, indent=2) + "\n")
+    atomic_write_text(run.path / "augment.json", json.dumps(out, indent=2) + "\n")  # this run's report section
     log(f"n={n} seed={seed}: " + "  ".join(f"{a} {100 * v['accuracy']:.1f}%" for a, v in arms.items())
         + f"  (generator {run.step} steps, {gen_s:.0f} s)")
     return out
@@ -140,7 +143,10 @@ def augment(data: str, labels_per_class: str | list[int] = "10,50,100,500", mode
     title = f"{model} on {data}: {seeds} seed{'s' * (seeds > 1)}, ratio {ratio:g}"
     atomic_write_text(out / "augment.md", f"# Augmentation: {title}\n\nTest accuracy (%) on the real test split "
                       f"({len(splits.test)} images), mean ± std over seeds.\n\n{table(rows)}\n")
-    atomic_write_bytes(out / "augment.png", plot_png(rows, title))
+    png = plot_png(rows, title)
+    atomic_write_bytes(out / "augment.png", png)
+    atomic_write_text(out / "report.html", "<!doctype html><html lang=en><head><meta charset=utf-8><title>ganvae "
+                      f"augment: {html.escape(title)}</title></head><body>{augment_html(result, png)}</body></html>\n")
     log(table(rows))
-    log(f"wrote {out / 'augment.json'}, {out / 'augment.md'}, {out / 'augment.png'}")
+    log(f"wrote {out / 'augment.json'}, {out / 'augment.md'}, {out / 'augment.png'}, {out / 'report.html'}")
     return result

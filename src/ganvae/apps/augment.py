@@ -180,3 +180,33 @@ def cas_html(path) -> str:
             f"<td>{100 * real:.2f}</td></tr></table><p class=note>The same fixed classifier "
             f"(<code>{e(json.dumps(r.get('classifier')))}</code>), tested on {e(r.get('n_test'))} real test images; "
             f"seed {e(r.get('seed'))} (Ravuri &amp; Vinyals 2019).</p>")
+
+
+def augment_html(result: dict, png: bytes | None = None) -> str:
+    """The augmentation section: the table of accuracy per labels-per-class (mean ± std over seeds, the gains),
+    the plot, and the protocol; for ``OUT/report.html`` (the whole study) or a generator run's report (one cell)."""
+    import base64
+    import html
+    import json
+
+    e = html.escape
+    rows = result.get("summary") or summarise([result])
+    head = ["labels/class", "seeds", *(ARM_TITLES[a] for a in ARMS), "gain mixed", "gain synthetic"]
+
+    def pm(d: dict, sign: bool = False) -> str:
+        return f"{100 * d['mean']:{'+' if sign else ''}.1f} ± {100 * d['std']:.1f}"
+
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in [
+        str(r["per_class"]), str(r["seeds"]), *(pm(r[a]) for a in ARMS), pm(r["gain_mixed"], True),
+        pm(r["gain_synthetic"], True)]) + "</tr>" for r in rows)
+    out = [f"<h2>Synthetic data for a classifier (augment)</h2><p class=note>Model {e(str(result.get('model')))} on "
+           f"{e(str((result.get('key') or result).get('data')))}; test accuracy (%) on the real test split of one fixed "
+           f"classifier (<code>{e(json.dumps(result.get('classifier') or (result.get('key') or {}).get('classifier')))}"
+           "</code>) trained on the real n-shot subset (classic augmentation), the subset plus synthetic images, "
+           "and the synthetic images only; a gain is the arm minus the real-only arm, per seed.</p>",
+           "<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + f"</tr></thead><tbody>{body}"
+           "</tbody></table>"]
+    if png:
+        out.append(f"<img alt='accuracy against labels per class' src='data:image/png;base64,"
+                   f"{base64.b64encode(png).decode()}' style='max-width:100%'>")
+    return "\n".join(out)

@@ -35,6 +35,15 @@ def test_features_have_unit_norm_and_the_kernel_of_their_closed_form():
         assert abs(float(f[i] @ f[j]) - exact) < 0.01, (i, j)
 
 
+def test_features_stay_float32_under_bf16_autocast():
+    W = rff_frequencies(64, 16, 0.5, seed=0)
+    x = torch.rand(4, 16, generator=torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        f = features(x, W, 0.9)
+    assert f.dtype == torch.float32
+    torch.testing.assert_close(f, features(x, W, 0.9), rtol=0, atol=0)
+
+
 def test_frequencies_are_seeded_and_data_independent():
     assert torch.equal(rff_frequencies(8, 3, 2.0, 5), rff_frequencies(8, 3, 2.0, 5))
     assert not torch.equal(rff_frequencies(8, 3, 2.0, 5), rff_frequencies(8, 3, 2.0, 6))

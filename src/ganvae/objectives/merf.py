@@ -32,8 +32,12 @@ def rff_frequencies(n_freq: int, dim: int, length: float, seed: int) -> torch.Te
 
 
 def features(x: torch.Tensor, W: torch.Tensor, feature_weight: float) -> torch.Tensor:
-    """f(x) (B, 2F + 1) of images ``x`` (B, ...) flattened to W's width; every row has norm 1."""
-    proj = x.flatten(1).to(W.dtype) @ W.t()
+    """f(x) (B, 2F + 1) of images ``x`` (B, ...) flattened to W's width; every row has norm 1.
+
+    Always in W's precision (float32), also inside a bf16 autocast region: cos(W x) of projections of size ~10
+    would lose most of its digits in bfloat16."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        proj = x.flatten(1).to(W.dtype) @ W.t()
     scale = math.sqrt(feature_weight / W.shape[0])
     const = torch.full((x.shape[0], 1), math.sqrt(1.0 - feature_weight), dtype=proj.dtype, device=proj.device)
     return torch.cat([torch.cos(proj) * scale, torch.sin(proj) * scale, const], dim=1)

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/privacy.py                                   # cdcgan, eps 1,10,inf, 30 min each
     .venv/bin/python benchmarks/privacy.py --minutes 60 --eps 1,10 --batch-size 256
     .venv/bin/python benchmarks/privacy.py --model cvae --eps 10,inf
-    .venv/bin/python benchmarks/privacy.py --model dp-merf --minutes 5 --eps 1,10,inf --results benchmarks/results/privacy-dpmerf.md
+    .venv/bin/python benchmarks/privacy.py --model dp-merf --minutes 5 --eps 1,10,inf \\
+        --results benchmarks/results/privacy-dpmerf.md
     .venv/bin/python benchmarks/privacy.py --init runs/public-cdcgan --eps 1,10   # public pretraining, then DP
     # smoke test of the script only (numbers meaningless; not for results/privacy.md):
     .venv/bin/python benchmarks/privacy.py --minutes 0.5 --n-gen 2000 --cas-epochs 1 --n 500 \\
@@ -206,7 +207,8 @@ def main() -> None:
         p.error(f"--eps {args.eps!r}: expected numbers or inf, e.g. 1,10,inf")
     if any(e <= 0 for e in eps_list) or args.minutes <= 0 or args.n_gen < 10:
         p.error("--eps must be > 0, --minutes > 0, --n-gen >= 10")
-    if args.model not in ganvae.models.MODELS.names() or not ganvae.models.MODELS.get(args.model).model_class.conditional:
+    models = ganvae.models.MODELS
+    if args.model not in models.names() or not models.get(args.model).model_class.conditional:
         p.error(f"--model {args.model}: expected a registered conditional model")
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     load0, t0 = os.getloadavg()[0], time.perf_counter()

@@ -38,18 +38,17 @@ def load_init(net, run: str | Path, model_name: str, model_cfg) -> dict:
     c = net.conditional
     if _shape(theirs.model, c) != _shape(model_cfg, c):
         raise GanvaeError(f"{where}: its images are {_shape(theirs.model, c)}, this run's are "
-                          f"{_shape(model_cfg, c)}; "
-                          "train the public run at the same --image-size and --channels (and classes, for a conditional "
-                          "model)")
+                          f"{_shape(model_cfg, c)}; train the public run at the same --image-size and --channels "
+                          "(and classes, for a conditional model)")
     path = run / "checkpoints" / "latest.pt"
     if not path.is_file():
         raise GanvaeError(f"{where}: no training checkpoint ({path}); it needs the networks of a run's "
                           "checkpoints/latest.pt")
     state = ckpt.load_state(path)
     ours = net.state_dict()
-    keep = tuple(f"{p}." for p in getattr(net, "init_skip", ()))  # model state that is not a network's (dp-merf's
-    ours = {k: v for k, v in ours.items() if not k.startswith(keep)}  # released target: never another run's)
-    theirs_state = {k: v for k, v in state["model"].items() if not k.startswith(keep)}
+    skip = tuple(f"{p}." for p in getattr(net, "init_skip", ()))  # model state that is not a network's (dp-merf's
+    ours = {k: v for k, v in ours.items() if not k.startswith(skip)}  # released target: never another run's)
+    theirs_state = {k: v for k, v in state["model"].items() if not k.startswith(skip)}
     want = {k: v for k, v in theirs_state.items() if k in ours}
     missing = sorted(set(ours) - set(want))
     wrong = sorted(k for k, v in want.items() if v.shape != ours[k].shape)

@@ -200,7 +200,8 @@ def augment_html(result: dict, png: bytes | None = None) -> str:
         str(r["per_class"]), str(r["seeds"]), *(pm(r[a]) for a in ARMS), pm(r["gain_mixed"], True),
         pm(r["gain_synthetic"], True)]) + "</tr>" for r in rows)
     out = [f"<h2>Synthetic data for a classifier (augment)</h2><p class=note>Model {e(str(result.get('model')))} on "
-           f"{e(str((result.get('key') or result).get('data')))}; test accuracy (%) on the real test split of one fixed "
+           f"{e(str((result.get('key') or result).get('data')))}; test accuracy (%) on the real test split of one "
+           "fixed "
            f"classifier (<code>{e(json.dumps(result.get('classifier') or (result.get('key') or {}).get('classifier')))}"
            "</code>) trained on the real n-shot subset (classic augmentation), the subset plus synthetic images, "
            "and the synthetic images only; a gain is the arm minus the real-only arm, per seed.</p>",

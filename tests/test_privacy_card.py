@@ -12,6 +12,9 @@ from ganvae.privacy.card import card
 from ganvae.report import build_report
 from helpers import train_tiny
 
+# Opacus hooks D's first layer, whose input (the images) needs no gradient: PyTorch says so, harmlessly
+pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+
 
 def _run(tmp_path, privacy=None, audit=None, cas=None, evals=()):
     (tmp_path / "config.yaml").write_text("model: {name: cvae}\n")

@@ -116,18 +116,24 @@ def summarise(results: list[dict]) -> list[dict]:
     return rows
 
 
+HEAD = ["labels/class", "seeds", *(ARM_TITLES[a] for a in ARMS), "gain mixed", "gain synthetic"]
+
+
+def _pm(d: dict, sign: bool = False) -> str:
+    return f"{100 * d['mean']:{'+' if sign else ''}.1f} ± {100 * d['std']:.1f}"
+
+
+def _cells(r: dict) -> list[str]:
+    """One summary row's cells: n, seeds, each arm's mean ± std, the two gains (in points)."""
+    return [str(r["per_class"]), str(r["seeds"]), *(_pm(r[a]) for a in ARMS), _pm(r["gain_mixed"], True),
+            _pm(r["gain_synthetic"], True)]
+
+
 def table(rows: list[dict]) -> str:
     """A Markdown table of test accuracy (%) per labels-per-class: mean ± std over seeds, and the gains."""
-    head = ["labels/class", "seeds", *(ARM_TITLES[a] for a in ARMS), "gain mixed", "gain synthetic"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-
-    def pm(d: dict, sign: bool = False) -> str:
-        return f"{100 * d['mean']:{'+' if sign else ''}.1f} ± {100 * d['std']:.1f}"
-
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     for r in rows:
-        cells = [str(r["per_class"]), str(r["seeds"]), *(pm(r[a]) for a in ARMS),
-                 pm(r["gain_mixed"], True), pm(r["gain_synthetic"], True)]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_cells(r)) + " |")
     return "\n".join(lines)
 
 
@@ -191,21 +197,14 @@ def augment_html(result: dict, png: bytes | None = None) -> str:
 
     e = html.escape
     rows = result.get("summary") or summarise([result])
-    head = ["labels/class", "seeds", *(ARM_TITLES[a] for a in ARMS), "gain mixed", "gain synthetic"]
-
-    def pm(d: dict, sign: bool = False) -> str:
-        return f"{100 * d['mean']:{'+' if sign else ''}.1f} ± {100 * d['std']:.1f}"
-
-    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in [
-        str(r["per_class"]), str(r["seeds"]), *(pm(r[a]) for a in ARMS), pm(r["gain_mixed"], True),
-        pm(r["gain_synthetic"], True)]) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in _cells(r)) + "</tr>" for r in rows)
     out = [f"<h2>Synthetic data for a classifier (augment)</h2><p class=note>Model {e(str(result.get('model')))} on "
            f"{e(str((result.get('key') or result).get('data')))}; test accuracy (%) on the real test split of one "
            "fixed "
            f"classifier (<code>{e(json.dumps(result.get('classifier') or (result.get('key') or {}).get('classifier')))}"
            "</code>) trained on the real n-shot subset (classic augmentation), the subset plus synthetic images, "
            "and the synthetic images only; a gain is the arm minus the real-only arm, per seed.</p>",
-           "<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + f"</tr></thead><tbody>{body}"
+           "<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in HEAD) + f"</tr></thead><tbody>{body}"
            "</tbody></table>"]
     if png:
         out.append(f"<img alt='accuracy against labels per class' src='data:image/png;base64,"

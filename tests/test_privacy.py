@@ -63,6 +63,30 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 # ----------------------------------------------------------------------------- accounting
 
+@pytest.mark.filterwarnings("ignore:privacy: using model.d_steps")
+def test_dp_default_step_ratio_and_calibration_over_all_d_steps(tmp_path):
+    """Under DP a GAN takes GANConfig.DP_D_STEPS D steps per G step unless model.d_steps is given; the noise is
+    calibrated for, and the accountant charges, every one of them (steps x d_steps at rate q)."""
+    from ganvae.models.gan import GANConfig
+    from ganvae.runfolder import resolve
+    k = GANConfig.DP_D_STEPS
+    assert k > 1
+    private = resolve({"model": {"name": "cdcgan"}, "privacy": {"epsilon": 10.0}})
+    assert private.model.d_steps == k and any("model.d_steps" in n for n in private.notes)
+    assert resolve({"model": {"name": "dcgan"}}).model.d_steps == 1  # non-private: unchanged
+    given = resolve({"model": {"name": "dcgan", "d_steps": 3}, "privacy": {"noise_multiplier": 1.0}})
+    assert given.model.d_steps == 3 and not any("model.d_steps" in n for n in given.notes)
+    sets = [s for s in GAN_SET if not s.startswith(("model.d_steps", "privacy."))] + ["privacy.epsilon=3"]
+    ganvae.train("dcgan", "digits", out=tmp_path / "r", steps=3, batch_size=16, seed=3, progress=False, set=sets)
+    cfg = (tmp_path / "r" / "config.yaml").read_text()
+    assert f"d_steps: {k}" in cfg  # the resolved ratio is recorded: a resume keeps it
+    history = ckpt.load_state(tmp_path / "r" / "checkpoints" / "latest.pt")["privacy"]["history"]
+    q = 16 / N_DIGITS
+    sigma = calibrate(3.0, 1e-5, q, 3 * k)  # calibrated for every planned D step
+    assert history == [[pytest.approx(sigma), q, 3 * k]]
+    assert epsilon_for([(sigma, q, 3 * k)], 1e-5) <= 3.0 + 1e-6
+
+
 def test_reported_epsilon_is_opacus_accountant(gan_runs):
     root, straight, _ = gan_runs
     state = ckpt.load_state(root / "a" / "checkpoints" / "latest.pt")

@@ -112,7 +112,9 @@ def resolve(raw: dict) -> RunConfig:
     fields = {f.name for f in dataclasses.fields(spec.config_class)}
     if "objective" in model_raw and "objective" not in fields:
         raise GanvaeError(f"--objective applies to GAN models; model {name!r} is not one")
-    notes = spec.config_class.fill_defaults(model_raw)  # e.g. wgan-gp: D without BatchNorm, unless set
+    private_raw = raw.get("privacy") or {}
+    private = any(private_raw.get(k) is not None for k in ("epsilon", "noise_multiplier"))
+    notes = spec.config_class.fill_defaults(model_raw, private)  # e.g. wgan-gp: D without BatchNorm, unless set
     train_raw = dict(raw.get("train") or {})
     health = health_config(train_raw.pop("health", None))  # a section of its own, kept under train:
     if train_raw.get("keep_best") and train_raw.get("eval_every_kimg") is None:  # --keep-best alone: 10 scores

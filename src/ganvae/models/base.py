@@ -62,9 +62,10 @@ class ModelConfigBase:
     latent_dim: int = 64            # size of the latent code z
 
     @classmethod
-    def fill_defaults(cls, raw: dict) -> list[str]:
+    def fill_defaults(cls, raw: dict, private: bool = False) -> list[str]:
         """Fill, in the raw ``model:`` dict, options that another chosen option needs and the user left out;
-        return one note per filled option. Nothing by default."""
+        ``private``: the run is differentially private (a model may then default differently).
+        Return one note per filled option. Nothing by default."""
         return []
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 from torch import nn
@@ -51,9 +51,16 @@ class GANConfig(ModelConfigBase):
                                              # 10-100x longer than ours); 0: p stays at ada_p
     ada_interval: int = 4                    # ada: training steps between updates of p (paper: 4 minibatches)
 
+    # D steps per G step under differential privacy, unless model.d_steps is given. DP-SGD's noise weakens D,
+    # and G then learns from a poor critic; more D steps per G step restore the balance (Bie et al., "Private
+    # GANs, revisited", TMLR 2023: 50 at epsilon 10 for 450k D steps on a GPU). Tuned for CPU budgets, where
+    # a run has tens of thousands of D steps, not hundreds of thousands: benchmarks/results/privacy-steps.md.
+    DP_D_STEPS: ClassVar[int] = 5
+
     @classmethod
-    def fill_defaults(cls, raw: dict) -> list[str]:
-        """The objective's needs (e.g. wgan-gp: D without BatchNorm) for fields the user did not set."""
+    def fill_defaults(cls, raw: dict, private: bool = False) -> list[str]:
+        """The objective's needs (e.g. wgan-gp: D without BatchNorm) and, under DP, the private step ratio
+        (:attr:`DP_D_STEPS`), for fields the user did not set."""
         name = raw.get("objective", cls.objective)
         if name not in GAN_OBJECTIVES:
             return []
@@ -63,6 +70,10 @@ class GANConfig(ModelConfigBase):
             if key in fields and key not in raw:
                 raw[key] = value
                 notes.append(f"model.objective={name}: using model.{key}={value} ({why})")
+        if private and "d_steps" not in raw:
+            raw["d_steps"] = cls.DP_D_STEPS
+            notes.append(f"privacy: using model.d_steps={cls.DP_D_STEPS} D steps per G step (the default under DP: "
+                         "the noise weakens D; --set model.d_steps=K to choose)")
         return notes
 
     def validate(self) -> None:

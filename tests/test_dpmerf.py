@@ -182,3 +182,68 @@ def test_unlabelled_data_is_one_line_and_exit_2(tmp_path, capsys, data):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "dp-merf" in err and "class" in err, err
+
+
+# ----------------------------------------------------------------------------- DP-MEPF: perceptual features
+def test_perceptual_features_by_hand():
+    from ganvae.objectives.merf import perceptual_features
+
+    a1 = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
+    a2 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    f = perceptual_features([a1, a2], 0.5)
+    s = math.sqrt(0.5 / 2)  # sqrt(w / L)
+    torch.testing.assert_close(f[0], torch.tensor([0.6 * s, 0.8 * s, s, 0.0, 0.0, math.sqrt(0.5)]))
+    torch.testing.assert_close(f[1], torch.tensor([0.0, 0.0, 0.0, s, 0.0, math.sqrt(0.5)]))  # a zero layer: zeros
+    assert abs(float(f[0].norm()) - 1.0) < 1e-6 and float(f[1].norm()) < 1.0
+
+
+@pytest.fixture(scope="module")
+def mepf():
+    return ganvae.models.build("dp-merf", ganvae.models.MODELS.get("dp-merf").config_class(
+        image_size=8, channels=1, num_classes=3, g_width=8, features="effnet", feature_size=32))
+
+
+def test_perceptual_net_is_frozen_outside_the_state_and_differentiable(mepf):
+    from ganvae.nets.pretrained import EFFNET_LITE0_WIDTHS
+
+    mepf.featurize(torch.rand(1, 1, 8, 8))  # loads the net on first use
+    net = mepf._perceptual[0]
+    assert tuple(net.widths()) == EFFNET_LITE0_WIDTHS
+    x = torch.rand(2, 1, 8, 8, requires_grad=True)
+    layers = net(x)
+    assert [t.shape[1] for t in layers] == net.widths() and sum(net.widths()) + 1 == mepf.target.embedding.shape[0]
+    layers[-1].sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0  # a generator can learn through it
+    assert not any(p.requires_grad for p in net.parameters())
+    mepf.train()
+    net.train()
+    assert not net.training and not net.net.training  # frozen BatchNorm statistics, always
+    assert not any(k.startswith(("_perceptual", "net.")) for k in mepf.state_dict())  # not in checkpoints/exports
+
+
+def test_perceptual_class_sum_has_sensitivity_one(mepf):
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(6) % 3
+    for extra in (torch.zeros(1, 1, 8, 8), torch.ones(1, 1, 8, 8), x[:1]):
+        diff = mepf.embed_sum(torch.cat([x, extra]), torch.cat([y, torch.tensor([1])])) - mepf.embed_sum(x, y)
+        assert abs(float(diff.norm()) - 1.0) < 1e-6
+
+
+def test_dp_mepf_trains_privately_and_lowers_the_distance(tmp_path):
+    sets = SET + ["model.features=effnet", "model.feature_size=32", "train.log_every=5", "model.lr=0.005"]
+    run = ganvae.train("dp-merf", "digits", out=tmp_path / "r", steps=25, batch_size=32, seed=0, progress=False,
+                       log=lambda *a: None, set=sets + ["privacy.epsilon=10", "privacy.delta=1e-5"])
+    mmd = [r["mmd2"] for r in map(json.loads, (run.path / "metrics.jsonl").read_text().splitlines()) if "mmd2" in r]
+    assert mmd[-1] < 0.7 * mmd[0]
+    rj = json.loads((run.path / "run.json").read_text())["privacy"]
+    assert rj["epsilon"] <= 10.0 and rj["steps"] == 1
+    assert (tmp_path / "r" / "model").is_dir()
+    assert main(["sample", str(tmp_path / "r"), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
+
+
+def test_bad_feature_map_is_one_line_and_exit_2(tmp_path, capsys):
+    argv = ["train", "--model", "dp-merf", "--data", "digits", "--steps", "1", "--quiet", "--out",
+            str(tmp_path / "r"), "--set", "model.features=vgg"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.features" in err and "effnet" in err, err

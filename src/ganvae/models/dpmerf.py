@@ -1,10 +1,17 @@
-"""``dp-merf``: a class-conditional generator trained to match one released random-feature mean embedding.
+"""``dp-merf``: a class-conditional generator trained to match one released mean embedding of the data.
 
 DP-MERF (Harder et al., AISTATS 2021): the data are touched exactly once, to compute the class-summed
 random-feature embedding S (:mod:`ganvae.objectives.merf`; sensitivity 1), released with Gaussian noise by
 the privacy layer (:mod:`ganvae.privacy.merf`; noise 0 for a non-private run). The generator then minimises
 || S / N_hat - mean embedding of its own batch ||^2 without ever seeing an image: a private generator in
 minutes on a CPU, whatever the number of training steps, because the privacy cost is that of one release.
+
+``model.features`` chooses the feature map: ``rff`` (DP-MERF: random Fourier features of a Gaussian kernel
+on pixels) or ``effnet`` (DP-MEPF, Harder et al., TMLR 2023: the pooled activations of every stage of an
+EfficientNet-Lite0 pretrained on ImageNet, public weights shipped in a pip package, frozen; the generator is
+trained through it). Perceptual features compare what a digit or a face looks like, not its pixels one by one,
+and the same one release buys a far better generator (benchmarks/results/privacy.md). Either way, each image's
+feature vector has norm 1, so the sensitivity and the privacy cost are the same.
 
 The released target (embedding and class proportions) is model state (``target``): it is in the checkpoint,
 so a resumed run continues from the same release and never releases twice; it is not in the inference
@@ -24,11 +31,13 @@ from torch import nn
 from ..errors import GanvaeError
 from ..nets import DCGANGenerator
 from ..nets.conditional import ConditionalGenerator
-from ..objectives.merf import class_sum, embedding_distance, features, normalise, rff_frequencies
+from ..nets.pretrained import EFFNET_LITE0_WIDTHS, PerceptualFeatures
+from ..objectives.merf import class_sum, embedding_distance, features, normalise, perceptual_features, rff_frequencies
 from .base import Batch, GenerativeModel, ModelConfigBase, Phase, check_base, check_betas
 from .conditional import _Conditional, _need_classes, check_embed_dim
 
 MAX_W_ENTRIES = 2**23  # the frequencies' size cap (32 MB of float32): fewer frequencies for large images
+FEATURE_MAPS = ("rff", "effnet")
 
 
 @dataclass
@@ -45,6 +54,9 @@ class DPMERFConfig(ModelConfigBase):
                                      # null: sqrt(0.134 * pixels) (= sqrt(105) at 28x28x1, DP-MERF's MNIST value)
     rff_seed: int = 0             # seed of the frequencies (public, data-independent)
     feature_weight: float = 0.9   # share of the unit feature norm on the kernel features; the rest carries counts
+    features: str = "rff"         # rff: random Fourier features on pixels (DP-MERF); effnet: pooled activations
+                                  # of a frozen ImageNet EfficientNet-Lite0 (DP-MEPF, perceptual features)
+    feature_size: int = 64        # effnet: images are resized to this many pixels square before the net
 
     def pixels(self) -> int:
         return int(self.channels) * int(self.image_size) ** 2
@@ -67,6 +79,10 @@ class DPMERFConfig(ModelConfigBase):
             raise GanvaeError(f"model.feature_weight: expected a number in (0, 1), got {self.feature_weight}")
         if not self.lr > 0:
             raise GanvaeError(f"model.lr: expected > 0, got {self.lr}")
+        if self.features not in FEATURE_MAPS:
+            raise GanvaeError(f"model.features: expected one of {', '.join(FEATURE_MAPS)}, got {self.features!r}")
+        if not 16 <= self.feature_size <= 512:
+            raise GanvaeError(f"model.feature_size: expected 16 to 512 pixels, got {self.feature_size}")
         if self.g_norm not in ("batch", "group", "none"):
             raise GanvaeError(f"model.g_norm: expected batch, group or none, got {self.g_norm!r}")
 
@@ -96,8 +112,30 @@ class DPMERF(_Conditional, GenerativeModel):
         k = _need_classes(c, "dp-merf")
         self.G = ConditionalGenerator(DCGANGenerator(c.latent_dim + c.embed_dim, c.channels, c.image_size,
                                                      c.g_width, c.max_width, c.g_norm), k, c.embed_dim)
-        self.register_buffer("W", rff_frequencies(c.freqs(), c.pixels(), c.length(), c.rff_seed), persistent=False)
-        self.target = MERFTarget(2 * c.freqs() + 1, k)
+        if c.features == "rff":
+            self.register_buffer("W", rff_frequencies(c.freqs(), c.pixels(), c.length(), c.rff_seed),
+                                 persistent=False)
+            n_features = 2 * c.freqs() + 1
+        else:
+            # Frozen public weights: not model state (not in checkpoints or exports), so kept out of the
+            # module tree (a list) and loaded when first used, on the data's device; a model that only samples
+            # (or is built on the meta device to check shapes) never loads them.
+            self._perceptual: list[PerceptualFeatures] = []
+            n_features = sum(EFFNET_LITE0_WIDTHS) + 1
+        self.target = MERFTarget(n_features, k)
+
+    def featurize(self, x: torch.Tensor) -> torch.Tensor:
+        """The unit-norm feature vectors f(x) (B, n_features) of images ``x`` (B, C, H, W) in [0, 1], float32."""
+        w = self.config.feature_weight
+        if self.config.features == "rff":
+            return features(x, self.W, w)
+        if not self._perceptual:
+            self._perceptual.append(PerceptualFeatures(self.config.feature_size))
+        net = self._perceptual[0]
+        if next(net.parameters()).device != x.device:
+            net.to(x.device)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return perceptual_features(net(x.float()), w)
 
     @classmethod
     def private_config(cls, config, name: str = ""):
@@ -119,9 +157,10 @@ class DPMERF(_Conditional, GenerativeModel):
         """The class sum S of images ``x`` (B, C, H, W) in [0, 1] with labels ``y``, float64 (2F + 1, K)."""
         if y is None:
             raise GanvaeError("dp-merf needs labelled data (one integer class per image)")
-        f = features(x.to(self.W.device, torch.float32), self.W, self.config.feature_weight).double()
+        device = self.target.embedding.device
+        f = self.featurize(x.to(device, torch.float32)).double()
         f = f / f.norm(dim=1, keepdim=True)  # norm 1 to float64 precision (float32 rounding could exceed it)
-        return class_sum(f, y.to(self.W.device), self.config.num_classes)
+        return class_sum(f, y.to(device), self.config.num_classes)
 
     @torch.no_grad()
     def set_target(self, noisy_sum: torch.Tensor) -> None:
@@ -140,5 +179,5 @@ class DPMERF(_Conditional, GenerativeModel):
                               "--model dp-merf`, which releases it once from the training data)")
         y = torch.multinomial(self.target.props, batch.n, replacement=True, generator=gen)
         x = self.decode_latent(self.latent(batch.n, gen, labels=y))
-        loss = embedding_distance(self.target.embedding, features(x, self.W, self.config.feature_weight), y)
+        loss = embedding_distance(self.target.embedding, self.featurize(x), y)
         return {"loss": loss, "mmd2": loss.detach()}

@@ -13,6 +13,11 @@ S = sum_i f(x_i) e_{y_i}^T (a (2F + 1) x K matrix) changes by a matrix of Froben
 image is added or removed: sensitivity 1, the Gaussian mechanism's noise std is the noise multiplier itself.
 The kernel of f is w k(x, y) + (1 - w) (a test checks this closed form).
 
+DP-MEPF (Harder et al., TMLR 2023) replaces the kernel on pixels by features of a network pretrained on public
+data: :func:`perceptual_features` turns the pooled activations of L layers into one vector of the same form,
+[sqrt(w / L) a_1 / ||a_1||, ..., sqrt(w / L) a_L / ||a_L||, sqrt(1 - w)] (each layer's activations on the unit
+sphere, so every layer counts the same and the whole vector again has norm exactly 1: sensitivity 1).
+
 Everything after the noisy release (the class counts read from the last row, the normalisation, the
 generator's training) is post-processing.
 """
@@ -41,6 +46,21 @@ def features(x: torch.Tensor, W: torch.Tensor, feature_weight: float) -> torch.T
     scale = math.sqrt(feature_weight / W.shape[0])
     const = torch.full((x.shape[0], 1), math.sqrt(1.0 - feature_weight), dtype=proj.dtype, device=proj.device)
     return torch.cat([torch.cos(proj) * scale, torch.sin(proj) * scale, const], dim=1)
+
+
+def perceptual_features(layers: list[torch.Tensor], feature_weight: float) -> torch.Tensor:
+    """f(x) (B, sum C_l + 1) from L pooled activations (B, C_l); every row has norm 1 (to float rounding).
+
+    In float32, also inside a bf16 autocast region. A layer whose activations are all zero for an image
+    contributes zeros there (the row's norm is then below 1, which only lowers the sensitivity)."""
+    parts = []
+    scale = math.sqrt(feature_weight / len(layers))
+    for a in layers:
+        a = a.float()
+        parts.append(a * (scale / a.norm(dim=1, keepdim=True).clamp(min=1e-12)))
+    b = layers[0].shape[0]
+    parts.append(torch.full((b, 1), math.sqrt(1.0 - feature_weight), dtype=torch.float32, device=layers[0].device))
+    return torch.cat(parts, dim=1)
 
 
 def class_sum(f: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:

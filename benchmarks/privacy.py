@@ -274,6 +274,11 @@ def combine(files: list[str], path: Path, started: str, args) -> None:
     rows, notes = [], []
     for f in files:
         d = json.loads(Path(f).read_text())
+        for r in d["rows"]:  # rows of files written before the script recorded these
+            r.setdefault("method", (d.get("args") or {}).get("label") or Path(r["run"]).name.rsplit("-eps", 1)[0])
+            if not r.get("data"):
+                cfg = Path(r["run"]) / "config.yaml"
+                r["data"] = ganvae.runfolder.read_config(r["run"]).data.source if cfg.is_file() else "?"
         rows += d["rows"]
         notes.append(f"- `{Path(f).with_suffix('.md')}`: {d.get('protocol', '(no protocol recorded)')}")
     data = sorted({r.get("data", "?") for r in rows})

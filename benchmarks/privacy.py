@@ -1,17 +1,18 @@
-"""Differentially private conditional generators on MNIST: utility at epsilon in {1, 10, infinity}.
+"""Differentially private conditional generators: utility, cost and leakage at epsilon in {1, 10, infinity}.
 
-    .venv/bin/python benchmarks/privacy.py                                   # cdcgan, eps 1,10,inf, 30 min each
-    .venv/bin/python benchmarks/privacy.py --minutes 60 --eps 1,10 --batch-size 256
-    .venv/bin/python benchmarks/privacy.py --model cvae --eps 10,inf
-    .venv/bin/python benchmarks/privacy.py --model dp-merf --minutes 5 --eps 1,10,inf \\
+    .venv/bin/python benchmarks/privacy.py --minutes 60 --eps 1,10           # cdcgan (DP-GAN) on MNIST
+    .venv/bin/python benchmarks/privacy.py --model dp-merf --minutes 5 --eps 1,10,inf \
         --results benchmarks/results/privacy-dpmerf.md
-    .venv/bin/python benchmarks/privacy.py --init runs/public-cdcgan --eps 1,10   # public pretraining, then DP
-    # smoke test of the script only (numbers meaningless; not for results/privacy.md):
-    .venv/bin/python benchmarks/privacy.py --minutes 0.5 --n-gen 2000 --cas-epochs 1 --n 500 \\
+    .venv/bin/python benchmarks/privacy.py --init runs/public-cdcgan --eps 10 --label "cdcgan + public init"
+    .venv/bin/python benchmarks/privacy.py --model dp-merf --eps 10 --make-folder shapes:20000 \
+        --feature-net train --n-gen 18000 --n 2000                         # a labelled folder no one tuned on
+    .venv/bin/python benchmarks/privacy.py --combine A.json,B.json --results benchmarks/results/privacy.md
+    # smoke test of the script only (numbers meaningless):
+    .venv/bin/python benchmarks/privacy.py --minutes 0.2 --n-gen 200 --n 100 --audit-n 100 \
         --results /tmp/privacy-smoke.md --runs /tmp/privacy-runs
 
 Per epsilon, one run of the conditional model (``cdcgan`` by default, ``cvae``, ``dp-merf``, or any conditional
-model) on ``mnist`` (60k training images) with delta = 1e-5 (``--delta``):
+model) on ``--data`` (``mnist`` by default, any labelled source) with delta = 1e-5 (``--delta``):
 
 * finite epsilon: ``ganvae train --dp-epsilon EPS --dp-delta 1e-5`` (Opacus DP-SGD on D, Poisson
   sampling, RDP accounting, per-sample clipping norm ``--max-grad-norm``). The noise multiplier is
@@ -21,7 +22,7 @@ model) on ``mnist`` (60k training images) with delta = 1e-5 (``--delta``):
 * ``dp-merf``: one Gaussian release of the random-feature mean embedding, calibrated for the target epsilon
   by the same accountant; its generator then trains for ``--minutes`` at no further cost (no probe).
 * infinity: the same model, config and batch size trained without DP for ``--minutes``
-  (D keeps the GroupNorm the DP runs use, so only the privacy differs).
+  (D keeps the GroupNorm and the D/G step ratio the DP runs use, so only the privacy differs).
 * ``--init RUN``: every DP run starts from RUN's networks (public pretraining; the guarantee covers the private
   run's data only).
 
@@ -30,10 +31,13 @@ Scores of each exported generator:
 * CAS (Classification Accuracy Score, Ravuri & Vinyals 2019; the DP-generation literature's "CNN
   accuracy"): ``ganvae cas`` (:func:`ganvae.api.cas`): ``--n-gen`` (60000) generated images, classes
   balanced, train the shared fixed classifier (ganvae.apps.classifier; ``--classifier FIELD=VALUE`` changes
-  its recipe) only on them, tested on the 10k real MNIST test images; the same classifier trained on the 60k
-  real training images is the reference.
-* domain FID and cacc from ``ganvae eval`` (``--n`` samples against ``--n`` MNIST test images,
-  features of the shipped digit classifier ``mnist``, latent seed 0).
+  its recipe) only on them, tested on the real test images; the same classifier trained on the real
+  training images is the reference.
+* ``--metrics`` (domain FID and cacc) from ``ganvae eval`` (``--n`` samples against ``--n`` test images,
+  ``--feature-net``: auto picks the shipped digit classifier on MNIST; ``train`` trains one on ``--data``
+  first with ``ganvae featnet train``; latent seed 0).
+* the leakage audit, ``ganvae audit`` with ``--audit-n`` samples (membership inference AUC and TPR at 1% FPR
+  of its best attack, near-copies); it also writes each run's privacy card.
 
 Published anchors (delta = 1e-5, CNN accuracy on MNIST, different generators, budgets and hardware):
 DP-GAN (Xie et al. 2018) 92.4% at eps 1 and
@@ -322,9 +326,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], help="extra KEY=VALUE for every run")
     p.add_argument("--runs", default="benchmarks/runs/privacy", help="where the runs go (not committed)")
-    p.add_argument("--results", default="benchmarks/results/privacy.md")
+    p.add_argument("--results", help="the Markdown file (and .json beside it) of the results (default: "
+                   "benchmarks/results/privacy-MODEL.md; benchmarks/results/privacy.md is the --combine table)")
     args = p.parse_args()
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    args.results = args.results or f"benchmarks/results/privacy-{args.model}.md"
     if args.combine:
         return combine(args.combine.split(","), Path(args.results), started, args)
     if args.audit_rows:

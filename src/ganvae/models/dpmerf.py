@@ -9,9 +9,9 @@ minutes on a CPU, whatever the number of training steps, because the privacy cos
 ``model.features`` chooses the feature map: ``rff`` (DP-MERF: random Fourier features of a Gaussian kernel
 on pixels) or ``effnet`` (DP-MEPF, Harder et al., TMLR 2023: the pooled activations of every stage of an
 EfficientNet-Lite0 pretrained on ImageNet, public weights shipped in a pip package, frozen; the generator is
-trained through it). Perceptual features compare what a digit or a face looks like, not its pixels one by one,
-and the same one release buys a far better generator (benchmarks/results/privacy.md). Either way, each image's
-feature vector has norm 1, so the sensitivity and the privacy cost are the same.
+trained through it). Perceptual features compare what an image looks like rather than its pixels one by one
+(DP-MEPF's gain on image data sets); on MNIST at CPU budgets they are not yet better than ``rff`` (README).
+Either way, each image's feature vector has norm 1, so the sensitivity and the privacy cost are the same.
 
 The released target (embedding and class proportions) is model state (``target``): it is in the checkpoint,
 so a resumed run continues from the same release and never releases twice; it is not in the inference

@@ -52,7 +52,9 @@ def test_private_run_records_the_init_and_counts_only_its_own_steps(runs):
     assert info["init"]["run"] == str((runs / "public").resolve()) and info["init"]["step"] == 3
     history = ckpt.load_state(runs / "private" / "checkpoints" / "latest.pt")["privacy"]["history"]
     fresh = ckpt.load_state(runs / "fresh" / "checkpoints" / "latest.pt")["privacy"]["history"]
-    assert sum(k for _, _, k in history) == 2 and history == fresh  # the public steps cost nothing here
+    from ganvae.models.gan import GANConfig
+    # the public steps cost nothing here: 2 private steps, each of DP_D_STEPS charged D steps
+    assert sum(k for _, _, k in history) == 2 * GANConfig.DP_D_STEPS and history == fresh
     assert json.loads((runs / "private" / "model" / "config.json").read_text())["init"]["step"] == 3
     card = (runs / "private" / "model" / "README.md").read_text()
     assert "starting weights" in card and "does not cover it" in card

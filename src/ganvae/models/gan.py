@@ -70,10 +70,8 @@ class GANConfig(ModelConfigBase):
             if key in fields and key not in raw:
                 raw[key] = value
                 notes.append(f"model.objective={name}: using model.{key}={value} ({why})")
-        if private and "d_steps" not in raw:
+        if private and "d_steps" not in raw:  # documented default, recorded in config.yaml and run.json
             raw["d_steps"] = cls.DP_D_STEPS
-            notes.append(f"privacy: using model.d_steps={cls.DP_D_STEPS} D steps per G step (the default under DP: "
-                         "the noise weakens D; --set model.d_steps=K to choose)")
         return notes
 
     def validate(self) -> None:

@@ -22,6 +22,8 @@ class PrivacyConfig:
     max_grad_norm: float = 1.0             # per-sample gradient clipping norm C
     noise_multiplier: float | None = None  # sigma (noise std = sigma * C), instead of epsilon; epsilon is then reported
     accountant: str = "rdp"                # rdp (Renyi DP, the moments accountant) or prv (tighter, slower)
+    clip_fakes: bool = False               # GANs: clip each generated image's D gradient to max_grad_norm too
+                                           # (uncharged, no noise; Bie et al. 2023); false: added unclipped
 
     @property
     def enabled(self) -> bool:

@@ -153,7 +153,8 @@ class DPPlugin(TrainerPlugin):
             else float(privacy.noise_multiplier)  # sigma: given, or calibrated on first use (resume: checkpoint's)
         self.sigma_source = "given"
         self.accountant = make_accountant(privacy.accountant)
-        self._pending: torch.Tensor | None = None
+        self._pending: torch.Tensor | None = None          # the generated half's loss, added unclipped
+        self._pending_grads: list[torch.Tensor] | None = None  # or its clipped per-sample sum (clip_fakes)
         self._eps_cache: dict[tuple, float] = {}
         self._budget_total: int | None = None
 
@@ -228,16 +229,41 @@ class DPPlugin(TrainerPlugin):
         """The real half with per-sample hooks (clipped, noised, charged); the other half without (its
         gradient is added after the noise, in the optimizer step; not charged)."""
         real_half, fake_half = self.halves
-        self.gsm.enable_hooks()
-        real_terms = _finite_if_empty(real_half(batch, gen), batch.n)
-        self.gsm.disable_hooks()
-        fake_terms = fake_half(self.cfg.batch_size, gen)  # a fixed count: independent of the real batch
-        self.gsm.enable_hooks()  # for the loop's backward of the real half
-        self._pending = fake_terms["loss"]
+        if self.privacy.clip_fakes:
+            fake_terms = self._clipped_fake_half(fake_half, gen)
+            self.gsm.enable_hooks()  # on until the optimizer has clipped the real half
+            real_terms = _finite_if_empty(real_half(batch, gen), batch.n)
+        else:
+            self.gsm.enable_hooks()
+            real_terms = _finite_if_empty(real_half(batch, gen), batch.n)
+            self.gsm.disable_hooks()
+            fake_terms = fake_half(self.cfg.batch_size, gen)  # a fixed count: independent of the real batch
+            self.gsm.enable_hooks()  # for the loop's backward of the real half
+            self._pending = fake_terms["loss"]
         out = {"loss": real_terms["loss"] + fake_terms["loss"].detach()}
         out.update({k: v for k, v in real_terms.items() if k != "loss"})
         out.update({k: v for k, v in fake_terms.items() if k != "loss"})
         return out
+
+    def _clipped_fake_half(self, fake_half, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """``privacy.clip_fakes``: the generated half's per-sample gradients, each clipped to C like the real
+        ones, summed and divided by the expected batch size (as Bie et al.'s DP-GAN does; without it the
+        generated half's gradient, often 100x larger than C, drowns the real half's). Kept for
+        :meth:`_after_private_gradient`. No noise and no charge: the generated images do not depend on the
+        private data. Runs before the real half, so Opacus's hooks see one batch at a time."""
+        params = self.optimizer.params
+        saved = [p.grad for p in params]
+        self.gsm.enable_hooks()
+        terms = fake_half(self.cfg.batch_size, gen)
+        terms["loss"].backward()
+        self.gsm.disable_hooks()
+        samples = [torch.cat(p.grad_sample) if isinstance(p.grad_sample, list) else p.grad_sample for p in params]
+        norms = torch.stack([g.reshape(len(g), -1).norm(2, dim=1) for g in samples], dim=1).norm(2, dim=1)
+        factor = (self.privacy.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+        self._pending_grads = [torch.einsum("i,i...", factor.to(g.dtype), g) / self.cfg.batch_size for g in samples]
+        for p, g in zip(params, saved):
+            p.grad, p.grad_sample = g, None
+        return {k: v.detach() for k, v in terms.items()}
 
     def _after_private_gradient(self) -> None:
         """Called by the DP optimizer between noising and stepping: add the un-charged gradient."""
@@ -245,6 +271,10 @@ class DPPlugin(TrainerPlugin):
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.backward()  # accumulates into p.grad, which now holds the noised private gradient
+        grads, self._pending_grads = self._pending_grads, None
+        if grads is not None:
+            for p, g in zip(self.optimizer.params, grads):
+                p.grad = p.grad + g.view_as(p)
 
     # -------------------------------------------------------------- epsilon and the budget
     def history(self, extra_steps: int = 0) -> list:
@@ -314,6 +344,9 @@ class DPPlugin(TrainerPlugin):
             "steps": self.private_steps(),
             "private": (f"{', '.join(self.private_modules)} (real-data half of its loss; the generated half and "
                         "the other networks are not charged)" if self.halves else ", ".join(self.private_modules)),
+            **({"generated_half": "clipped per sample to max_grad_norm (not noised, not charged)"
+                if p.clip_fakes else "added unclipped (not noised, not charged)",
+                "d_steps_per_g_step": self.private_steps_per_step} if self.halves else {}),
             "norm": (f"D norm model.d_norm={d_norm} (BatchNorm becomes GroupNorm under DP through this "
                      "config option; Opacus ModuleValidator checks the private nets)" if d_norm else None),
         }
@@ -356,4 +389,5 @@ def summary_text(s: dict[str, Any]) -> list[str]:
         f"{s['max_grad_norm']:g}, {s.get('sampling', 'poisson')} sample rate {s['sample_rate']:.4g}, "
         f"{s['steps']} private steps",
         f"  private: {s.get('private')}" + (f"; {s['norm']}" if s.get("norm") else ""),
-    ]
+    ] + ([f"  {s['d_steps_per_g_step']} D steps per G step; generated half {s.get('generated_half')}"]
+         if s.get("d_steps_per_g_step") else [])

@@ -284,7 +284,7 @@ def combine(files: list[str], path: Path, started: str, args) -> None:
                 cfg = Path(r["run"]) / "config.yaml"
                 r["data"] = ganvae.runfolder.read_config(r["run"]).data.source if cfg.is_file() else "?"
         rows += d["rows"]
-        notes.append(f"- `{Path(f).with_suffix('.md')}`: {d.get('protocol', '(no protocol recorded)')}")
+        notes.append(f"- `{Path(f).with_suffix('.md')}`: {d.get('protocol', '(its protocol and machine are written in it)')}")
     data = sorted({r.get("data", "?") for r in rows})
     lines = [f"# Private generators on {', '.join(f'`{x}`' for x in data)}: each method in one table", "",
              *header(args, started, os.getloadavg()[0], 0.0)[:1], "",

@@ -197,16 +197,16 @@ def method_name(args) -> str:
 
 def table(rows: list[dict], method: bool = False) -> list[str]:
     """Markdown rows: guarantee, cost, utility and the audit of each run (``method``: a first column)."""
-    head = ("| epsilon target | epsilon spent | sigma | D/G steps | steps (planned) | kimg | train min | CAS % | real % "
-            "| FID | cacc | MIA AUC (bar) | TPR@1%FPR | near-copies |")
+    head = ("| epsilon target | epsilon spent | sigma | D/G steps | steps (planned) | kimg | train min | CAS % "
+            "| real % | FID | cacc | MIA AUC (bar) | TPR@1%FPR | near-copies |")
     lines = [("| method " if method else "") + head,
              "|" + "---|" * (head.count("|") - 1 + (1 if method else 0))]
     for r in rows:
         p, a = r.get("privacy") or {}, r.get("audit") or {}
         mia = f"{fmt(a.get('mia_auc'), '.3f')} ({fmt(a.get('auc_bar'), '.3f')})" if a else "-"
         lines.append((f"| {r.get('method', '-')} " if method else "")
-                     + f"| {r['eps_target']:g} | {fmt(p.get('epsilon'), '.3g')} | {fmt(p.get('noise_multiplier'), '.3g')}"
-                     f" | {r.get('d_steps') or '-'} | {r['steps']} ({r['planned_steps'] or '-'}) | {r['kimg']} | "
+                     + f"| {r['eps_target']:g} | {fmt(p.get('epsilon'), '.3g')} | "
+                     f"{fmt(p.get('noise_multiplier'), '.3g')} | {r.get('d_steps') or '-'} | {r['steps']} ({r['planned_steps'] or '-'}) | {r['kimg']} | "
                      f"{r['train_s'] / 60:.1f} | {fmt(r.get('cas'), '.2f')} | {fmt(r.get('real_cas'), '.2f')} | "
                      f"{fmt(r.get('fid'))} | {fmt(r.get('cacc'), '.3f')} | {mia} | "
                      f"{fmt(a.get('mia_tpr_at_1pct_fpr'), '.3f')} | {fmt(a.get('n_near_copies'))} |")
@@ -284,7 +284,8 @@ def combine(files: list[str], path: Path, started: str, args) -> None:
                 cfg = Path(r["run"]) / "config.yaml"
                 r["data"] = ganvae.runfolder.read_config(r["run"]).data.source if cfg.is_file() else "?"
         rows += d["rows"]
-        notes.append(f"- `{Path(f).with_suffix('.md')}`: {d.get('protocol', '(its protocol and machine are written in it)')}")
+        how = d.get("protocol", "(its protocol and machine are written in it)")
+        notes.append(f"- `{Path(f).with_suffix('.md')}`: {how}")
     data = sorted({r.get("data", "?") for r in rows})
     lines = [f"# Private generators on {', '.join(f'`{x}`' for x in data)}: each method in one table", "",
              *header(args, started, os.getloadavg()[0], 0.0)[:1], "",

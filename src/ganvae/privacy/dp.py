@@ -226,8 +226,9 @@ class DPPlugin(TrainerPlugin):
         return _finite_if_empty(self._loss(batch, gen), batch.n)
 
     def _split_loss(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        """The real half with per-sample hooks (clipped, noised, charged); the other half without (its
-        gradient is added after the noise, in the optimizer step; not charged)."""
+        """The real half with per-sample hooks (clipped, noised, charged); the generated half's gradient is
+        added after the noise, in the optimizer step, not charged: as it is, or (``privacy.clip_fakes``) clipped
+        per sample, computed first by :meth:`_clipped_fake_half`."""
         real_half, fake_half = self.halves
         if self.privacy.clip_fakes:
             fake_terms = self._clipped_fake_half(fake_half, gen)

@@ -38,6 +38,8 @@ MODELS = {
     "vae": {"set": ["data.binarize=true"], "metrics": "fid,kid,pr,dc,is"},
     "cdcgan": {"set": [], "metrics": "fid,kid,pr,dc,is,cacc"},  # the conditional DCGAN, for the same budgets
     "resgan": {"set": [], "metrics": "fid,kid,pr,dc,is"},  # the R3GAN-style model, candidate default GAN
+    "iwae": {"set": ["data.binarize=true"], "metrics": "fid,kid,pr,dc,is"},  # the likelihood models
+    "vamp-vae": {"set": ["data.binarize=true"], "metrics": "fid,kid,pr,dc,is"},
 }
 SHOW = ["fid", "kid", "precision", "recall", "density", "coverage", "is", "cacc", "elbo", "nll", "nll_bits_per_dim"]
 

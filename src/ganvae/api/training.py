@@ -28,6 +28,7 @@ from ..report import write_report as report
 from ..runfolder import (SECTIONS, RunConfig, compose, default_out, fill_from_data, prepare_out, read_config, resolve)
 from ..training import DivergenceError, Trainer, distributed
 from ..training.ada import ada_plugins
+from ..training.datafit import fit_plugins
 from ..training.checkpoint import nonfinite
 from ..training.health_plugin import health_plugins
 from ..util.device import physical_memory
@@ -228,6 +229,7 @@ def _trainer(cfg: RunConfig, splits, out: Path, device: torch.device, world, res
     return Trainer(net, tc, splits.train.images, splits.train.labels, out, device, binarize=cfg.data.binarize,
                    evaluator=evaluator, on_best=on_best, world=world,
                    plugins=[*privacy_plugins(cfg.privacy, net, splits.train.images, splits.train.labels),
+                            *fit_plugins(net, splits.train.images),
                             *ada_plugins(net),
                             *(health_plugins(cfg.health, splits.train.images, splits.train.labels, splits.test.images,
                                              splits.test.labels, private=cfg.privacy.enabled)

@@ -20,6 +20,7 @@ from .vae_plus import IWAEConfig, MLPIWAEConfig, MLPVampVAEConfig, VampVAE, Vamp
 from .pix2pix import Pix2Pix, Pix2PixConfig
 from .cyclegan import CycleGAN, CycleGANConfig
 from .dpmerf import DPMERF, DPMERFConfig
+from .selfcond import SCDCGANConfig, SelfConditionedGAN
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ MODELS.add("resgan", ModelSpec(ResGAN, ResGANConfig, "residual GAN without norma
                                                      "(R3GAN, Huang et al. 2024)"))
 MODELS.add("cresgan", ModelSpec(ConditionalResGAN, CondResGANConfig,
                                 "class-conditional resgan: label embedding in G, projection D"))
+# self-conditioned GAN (models/selfcond.py): an unconditional DCGAN conditioned on k-means clusters of its data
+MODELS.add("sc-dcgan", ModelSpec(SelfConditionedGAN, SCDCGANConfig, "unconditional DCGAN conditioned on k-means "
+                                 "clusters of its training data (self-conditioned GAN, Liu et al. 2020)"))
 # DP-MERF (models/dpmerf.py): a conditional generator matching one released random-feature mean embedding
 MODELS.add("dp-merf", ModelSpec(DPMERF, DPMERFConfig, "class-conditional generator trained on one (private) "
                                                       "random-feature mean embedding (Harder et al. 2021)"))
@@ -84,4 +88,5 @@ def build(name: str, config) -> GenerativeModel:
 
 __all__ = ["MODELS", "ModelSpec", "build", "footprint", "Batch", "Phase", "GenerativeModel", "ModelConfigBase",
            "standing_stats", "GAN", "VAE", "ConditionalGAN", "ConditionalVAE", "VAEGAN", "VAEGANConfig", "CondDCGANConfig", "CVAEConfig", "GANConfig", "DCGANConfig", "MLPGANConfig",
-           "VAEConfig", "ConvVAEConfig", "MLPVAEConfig", "BetaVAEConfig", "TCVAEConfig"]
+           "VAEConfig", "ConvVAEConfig", "MLPVAEConfig", "BetaVAEConfig", "TCVAEConfig",
+           "SCDCGANConfig", "SelfConditionedGAN"]

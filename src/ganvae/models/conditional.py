@@ -90,7 +90,7 @@ class CondDCGANConfig(DCGANConfig):
         G = DCGANGenerator(self.latent_dim + self.embed_dim, self.channels, self.image_size, self.g_width,
                            self.max_width, self.g_norm)
         D = DCGANDiscriminator(self.channels, self.image_size, self.d_width, self.max_width, self.d_norm,
-                               spectral_norm=self.d_spectral_norm)
+                               spectral_norm=self.d_spectral_norm, mbstd_group=self.d_mbstd)
         return (ConditionalGenerator(G, c, self.embed_dim),
                 ProjectionDiscriminator(D, c, D.head.in_channels, spectral_norm=self.d_spectral_norm))
 

@@ -91,6 +91,11 @@ class GANConfig(ModelConfigBase):
         if self.r1_every < 1:
             raise GanvaeError(f"model.r1_every: expected >= 1, got {self.r1_every}")
         check_augment(self)
+        if getattr(self, "d_mbstd", 0) < 0:
+            raise GanvaeError(f"model.d_mbstd: expected >= 0 (0: off), got {self.d_mbstd}")
+        if self.objective == "wgan-gp" and getattr(self, "d_mbstd", 0) > 0:
+            raise GanvaeError("model.objective=wgan-gp with model.d_mbstd > 0: the gradient penalty is per sample and "
+                              "the minibatch std mixes the samples of a batch; set model.d_mbstd=0")
         if self.objective == "wgan-gp" and getattr(self, "d_norm", None) == "batch":
             raise GanvaeError(
                 "model.objective=wgan-gp with model.d_norm=batch: the gradient penalty is per sample and "
@@ -105,11 +110,12 @@ class DCGANConfig(GANConfig):
     max_width: int = 512      # cap on channels in G and D
     g_norm: str = "batch"     # normalisation in G: batch, group, none
     d_norm: str = "batch"     # normalisation in D (not on its first layer): batch, group, layer, none
+    d_mbstd: int = 0          # minibatch standard deviation before D's head over groups of this size (0: off)
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         G = DCGANGenerator(self.latent_dim, self.channels, self.image_size, self.g_width, self.max_width, self.g_norm)
         D = DCGANDiscriminator(self.channels, self.image_size, self.d_width, self.max_width, self.d_norm,
-                               spectral_norm=self.d_spectral_norm)
+                               spectral_norm=self.d_spectral_norm, mbstd_group=self.d_mbstd)
         return G, D
 
 
@@ -152,6 +158,8 @@ class GAN(GenerativeModel):
                               "(model.augment=translation,cutout,color)")
         if getattr(config, "d_norm", None) == "batch":  # BatchNorm mixes samples: GroupNorm, through the option
             config = dataclasses.replace(config, d_norm="group")
+        if getattr(config, "d_mbstd", 0) > 0:  # so does the minibatch std: off
+            config = dataclasses.replace(config, d_mbstd=0)
         return config
 
     @torch.no_grad()

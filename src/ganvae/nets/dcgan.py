@@ -108,8 +108,9 @@ class DCGANDiscriminator(nn.Module):
     """image (B, C, H, W) in [-1, 1] -> logit (B,). No normalisation on the first layer."""
 
     def __init__(self, channels: int, image_size: int, width: int = 64, max_width: int = 512,
-                 norm: str = "batch", spectral_norm: bool = False):
+                 norm: str = "batch", spectral_norm: bool = False, mbstd_group: int = 0):
         super().__init__()
+        self.mbstd_group = mbstd_group
         base, n_down = conv_plan(image_size)
         widths = list(reversed(_widths(width, n_down, max_width)))  # highest resolution first
         layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
@@ -120,17 +121,32 @@ class DCGANDiscriminator(nn.Module):
                 nn.LeakyReLU(0.2, inplace=True),
             ]
         self.body = nn.Sequential(*layers)
-        self.head = nn.Conv2d(widths[-1], 1, base)  # (B, C, base, base) -> (B, 1, 1, 1)
+        # (B, C, base, base) -> (B, 1, 1, 1); one more input channel for the minibatch standard deviation
+        self.head = nn.Conv2d(widths[-1] + (mbstd_group > 0), 1, base)
         _dcgan_init(self)
         if spectral_norm:
             apply_spectral_norm(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Last feature map before the logit, (B, C, base, base)."""
-        return self.body(x)
+        """Last feature map before the logit, (B, C, base, base) (C + 1 channels with the minibatch std)."""
+        h = self.body(x)
+        return minibatch_std(h, self.mbstd_group) if self.mbstd_group > 0 else h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x)).flatten()
+        return self.head(self.features(x)).flatten()
+
+
+def minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
+    """``h`` (B, C, H, W) with one more channel: the standard deviation of each feature over a group of samples,
+    averaged over features and positions (ProGAN, Karras et al. 2018; StyleGAN2's grouping: sample i is in
+    group i mod B/g). It lets D see a batch's variety, so a G that makes one image per input is caught.
+    ``g`` is the largest divisor of B not above ``group``; a batch of one gets sqrt(1e-8) (the guard of the root)."""
+    B, C, H, W = h.shape
+    g = max(d for d in range(1, min(group, B) + 1) if B % d == 0)
+    y = h.float().reshape(g, B // g, C, H, W)
+    y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B / g,)
+    y = y.to(h.dtype).reshape(1, B // g, 1, 1, 1).expand(g, -1, 1, H, W).reshape(B, 1, H, W)
+    return torch.cat([h, y], dim=1)
 
 
 def _dcgan_init(module: nn.Module) -> None:

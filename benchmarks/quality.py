@@ -30,7 +30,14 @@ import torch
 
 import ganvae
 from ganvae.api import evaluate
+from ganvae.data import DataConfig, load_data
+from ganvae.export import save_model
+from ganvae.images import save_grid
+from ganvae.models import MODELS as REGISTRY, build, standing_stats
 from ganvae.training import checkpoint as ckpt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference import TutorialGAN  # noqa: E402
 
 # the default GAN and VAE; the VAE on binarised digits (the likelihood protocol)
 MODELS = {
@@ -40,30 +47,71 @@ MODELS = {
     "resgan": {"set": [], "metrics": "fid,kid,pr,dc,is"},  # the R3GAN-style model, candidate default GAN
     "iwae": {"set": ["data.binarize=true"], "metrics": "fid,kid,pr,dc,is"},  # the likelihood models
     "vamp-vae": {"set": ["data.binarize=true"], "metrics": "fid,kid,pr,dc,is"},
+    "sc-dcgan": {"set": [], "metrics": "fid,kid,pr,dc,is"},  # self-conditioned: clusters of the data, no labels
+    # PyTorch's DCGAN tutorial loop (benchmarks/reference.py) over dcgan's default networks, batch 128
+    "reference-gan": {"set": [], "metrics": "fid,kid,pr,dc,is"},
 }
 SHOW = ["fid", "kid", "precision", "recall", "density", "coverage", "is", "cacc", "elbo", "nll", "nll_bits_per_dim"]
+
+
+class ReferenceRun:
+    """The tutorial loop over dcgan's networks, trained in wall-clock chunks; each stop exported into a run folder
+    (made by one ganvae step, then overwritten) so that ``evaluate`` scores it like ours. Its G is scored with
+    BatchNorm statistics recomputed on its own samples (as time_to_quality.py does), in its favour."""
+
+    def __init__(self, run: Path, args):
+        ganvae.train("dcgan", args.data, out=run, overwrite=True, seed=args.seed, steps=1, progress=False,
+                     log=lambda *a: None, device=args.device, set=args.set)
+        m = ganvae.load(run)
+        torch.manual_seed(args.seed)
+        self.model = build("dcgan", m.config).to(args.device)
+        train = load_data(DataConfig(source=args.data)).train
+        self.loop = TutorialGAN(self.model.G, self.model.D, m.config.latent_dim, train.images, train.labels, 128,
+                                args.device)
+        self.run, self.steps, self.images, self.seconds = run, 0, 0, 0.0
+
+    def train(self, minutes: float) -> None:
+        end = self.seconds + minutes * 60
+        while self.seconds < end:
+            t0 = time.perf_counter()
+            self.images += self.loop.step()
+            self.steps += 1
+            self.seconds += time.perf_counter() - t0
+        gen = torch.Generator(device=self.model.device).manual_seed(12345)
+        save_model(self.model, self.run / "model", standing_stats(self.model.G, lambda n: self.model.latent(n, gen)),
+                   {"step": self.steps, "images_seen": self.images})
+
+
+def train_chunk(name: str, run: Path, i: int, chunk: float, args, spec, ref) -> dict:
+    """Train ``name`` for ``chunk`` more minutes; its step, images seen and training seconds so far."""
+    if ref is not None:
+        ref.train(chunk)
+        return {"step": ref.steps, "images_seen": ref.images, "train_seconds": ref.seconds}
+    kw = dict(steps=10**9, max_minutes=chunk, progress=False, log=lambda *a: None, device=args.device)
+    if i == 0:
+        ganvae.train(name, args.data, out=run, overwrite=True, seed=args.seed, set=spec["set"] + args.set, **kw)
+    else:
+        ganvae.train(out=run, resume=True, **kw)
+    return ckpt.load_state(run / "checkpoints" / "latest.pt")
 
 
 def bench_model(name: str, budgets: list[float], args) -> list[dict]:
     spec = MODELS[name]
     run = Path(args.runs) / name
+    ref = ReferenceRun(run, args) if name == "reference-gan" else None
     rows = []
     done = 0.0
     for i, budget in enumerate(budgets):
-        chunk = budget - done
-        kw = dict(steps=10**9, max_minutes=chunk, progress=False, log=lambda *a: None, device=args.device)
-        if i == 0:
-            ganvae.train(name, args.data, out=run, overwrite=True, seed=args.seed, set=spec["set"] + args.set, **kw)
-        else:
-            ganvae.train(out=run, resume=True, **kw)
+        state = train_chunk(name, run, i, budget - done, args, spec, ref)
         done = budget
-        state = ckpt.load_state(run / "checkpoints" / "latest.pt")
         info = {"step": int(state["step"]), "images_seen": int(state["images_seen"])}
         secs = float(state["train_seconds"])
+        if args.grids:  # 64 samples of the exported generator (EMA for ours), latent seed 0
+            save_grid(ganvae.load(run).sample(64, seed=0), Path(args.grids) / f"{name}-{budget:g}min.png", nrow=8)
         t0 = time.perf_counter()
         recs = evaluate(run, spec["metrics"], n=args.n, seed=0, baselines=(i == 0), device=args.device,
                         kid_subset_size=min(1000, args.n), log=None)
-        if name == "vae" or "vae" in name:
+        if name in REGISTRY.names() and REGISTRY.get(name).model_class.has_likelihood:
             recs += evaluate(run, "nll", n=args.nll_n, k=args.nll_k, seed=0, baselines=(i == 0),
                              device=args.device, log=None)
         eval_s = time.perf_counter() - t0
@@ -144,6 +192,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="extra KEY=VALUE for both models")
     p.add_argument("--runs", default="benchmarks/runs/quality", help="where the runs go (not committed)")
     p.add_argument("--results", default="benchmarks/results/quality.md")
+    p.add_argument("--grids", default="", help="folder for a sample grid per model and budget (PNG)")
     args = p.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
     if budgets != sorted(budgets) or budgets[0] <= 0:

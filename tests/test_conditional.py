@@ -14,7 +14,8 @@ from ganvae.cli import main
 from ganvae.errors import GanvaeError
 from ganvae.nets import DCGANDiscriminator
 from ganvae.nets.conditional import ConditionalDecoder, ConditionalEncoder, ProjectionDiscriminator, one_hot_planes
-from helpers import train_tiny
+from ganvae.models import Batch
+from helpers import tiny_config, tiny_model, train_tiny
 
 
 def test_projection_discriminator_is_unconditional_logit_plus_label_projection():
@@ -117,3 +118,40 @@ def test_conditional_model_needs_labels(tmp_path, capsys):
                  "--out", str(tmp_path / "r"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "class labels" in err and len(err.strip().splitlines()) == 1, err
+
+
+# ------------------------------------------------------------------ the auxiliary class head (AC-GAN, model.aux_weight)
+
+def test_aux_head_cross_entropy_by_hand_in_both_phases():
+    import math
+
+    m = tiny_model("cdcgan", aux_weight=0.5)
+    with torch.no_grad():  # class logits (0, ln 3, 0) for every image: softmax (1/5, 3/5, 1/5)
+        m.D.aux.weight.zero_()
+        m.D.aux.bias.copy_(torch.tensor([0.0, math.log(3), 0.0]))
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([1, 1, 1, 0, 0, 0])
+    d = m.d_phase(Batch(x, y), torch.Generator().manual_seed(1))
+    expected = (3 * math.log(5 / 3) + 3 * math.log(5)) / 6
+    torch.testing.assert_close(d["loss/D/aux"], torch.tensor(expected))
+    torch.testing.assert_close(d["loss"], d["loss/D/real"] + d["loss/D/fake"] + 0.5 * d["loss/D/aux"])
+    g = m.g_phase(Batch(None, None, n=6), torch.Generator().manual_seed(2))
+    assert 0 < g["loss/G/aux"] <= math.log(5) + 1e-6  # each fake's CE is ln(5/3) or ln 5
+    torch.testing.assert_close(g["loss"], g["loss/G/adv"] + 0.5 * g["loss/G/aux"])
+    # the private real half: the same cross-entropy from one pass through D
+    r = m.d_real_terms(Batch(x, y), torch.Generator().manual_seed(1))
+    torch.testing.assert_close(r["loss/D/aux"], torch.tensor(expected))
+
+
+def test_aux_head_both_is_forward_and_classify_and_off_by_default():
+    m = tiny_model("cdcgan", aux_weight=1.0)
+    x = torch.rand(4, 1, 8, 8) * 2 - 1
+    y = torch.tensor([0, 1, 2, 0])
+    logit, classes = m.D.both(x, y)
+    torch.testing.assert_close(logit, m.D(x, y), rtol=0, atol=0)
+    torch.testing.assert_close(classes, m.D.classify(x), rtol=0, atol=0)
+    assert classes.shape == (4, 3)
+    plain = tiny_model("cdcgan")
+    assert plain.D.aux is None and not any(k.startswith("D.aux") for k in plain.state_dict())
+    with pytest.raises(GanvaeError, match="model.aux_weight: expected >= 0"):
+        tiny_config("cdcgan", aux_weight=-1.0).validate()

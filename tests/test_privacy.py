@@ -175,9 +175,10 @@ def _trainer(tmp_path, name="dcgan", sigma=1e-9, clip=1e-3, n=200, **model_kw):
     return _dp_trainer(model, cfg, images, labels, tmp_path, privacy)
 
 
-@pytest.mark.parametrize("name", ["dcgan", "cdcgan", "mlp-gan"])
-def test_real_half_is_clipped_and_fake_half_added_unclipped(tmp_path, name):
-    tr, dp = _trainer(tmp_path, name)
+@pytest.mark.parametrize("name,kw", [("dcgan", {}), ("cdcgan", {}), ("cdcgan", {"aux_weight": 1.0}), ("mlp-gan", {})])
+def test_real_half_is_clipped_and_fake_half_added_unclipped(tmp_path, name, kw):
+    """With an auxiliary class head (cdcgan, aux_weight) its cross-entropy is in the clipped real half."""
+    tr, dp = _trainer(tmp_path, name, **kw)
     params = [p for p in tr.model.D.parameters()]
     seen = {}
     original = dp._after_private_gradient
@@ -195,7 +196,8 @@ def test_real_half_is_clipped_and_fake_half_added_unclipped(tmp_path, name):
         assert total <= C * norms.numel() / B * (1 + 1e-4)                # each sample moves it by <= C / E[B]
         assert (norms > C).all()                                          # clipping was active
         dp.gsm.disable_hooks()
-        fake_grad = torch.autograd.grad(dp._pending, params, retain_graph=True)
+        fake_grad = torch.autograd.grad(dp._pending, params, retain_graph=True, allow_unused=True)
+        fake_grad = [torch.zeros_like(p) if g is None else g for p, g in zip(params, fake_grad)]  # the class head
         original()
         added = [p.grad.flatten() - g for p, g in zip(params, private)]
         for a, f in zip(added, fake_grad):
@@ -206,6 +208,7 @@ def test_real_half_is_clipped_and_fake_half_added_unclipped(tmp_path, name):
     dp._after_private_gradient = spy
     terms = tr.train_step()
     assert seen["calls"] == 1 and seen["fake_norm"] > 100 * dp.privacy.max_grad_norm  # not clipped
+    assert ("loss/D/aux" in terms) == bool(kw) and ("loss/G/aux" in terms) == bool(kw)
     assert all(torch.isfinite(v) for v in terms.values())
     assert dp.accountant.history == [(1e-9, 16 / 200, 1)]  # one charged step for one D step
 

@@ -14,6 +14,7 @@ import functools
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GanvaeError
@@ -80,10 +81,14 @@ class _Conditional:
 @dataclass
 class CondDCGANConfig(DCGANConfig):
     embed_dim: int = 32        # size of the label embedding concatenated to z in G
+    aux_weight: float = 0.0    # AC-GAN: weight of an auxiliary class head's cross-entropy in D (real images) and
+                               # G (its fakes' classes); a label signal that survives DP's noise (0: off)
 
     def validate(self) -> None:
         super().validate()
         check_embed_dim(self)
+        if self.aux_weight < 0:
+            raise GanvaeError(f"model.aux_weight: expected >= 0 (0: off), got {self.aux_weight}")
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         c = _need_classes(self, "cdcgan")
@@ -92,7 +97,8 @@ class CondDCGANConfig(DCGANConfig):
         D = DCGANDiscriminator(self.channels, self.image_size, self.d_width, self.max_width, self.d_norm,
                                spectral_norm=self.d_spectral_norm, mbstd_group=self.d_mbstd)
         return (ConditionalGenerator(G, c, self.embed_dim),
-                ProjectionDiscriminator(D, c, D.head.in_channels, spectral_norm=self.d_spectral_norm))
+                ProjectionDiscriminator(D, c, D.head.in_channels, spectral_norm=self.d_spectral_norm,
+                                        aux_classifier=self.aux_weight > 0))
 
 
 class ConditionalGAN(_Conditional, GAN):
@@ -101,20 +107,48 @@ class ConditionalGAN(_Conditional, GAN):
     def decode_latent(self, z, net=None):
         return ((net if net is not None else self.G)(z) + 1) / 2  # the packed code carries the label
 
+    @property
+    def aux_weight(self) -> float:
+        return getattr(self.config, "aux_weight", 0.0)
+
+    def _aux(self, terms: dict, who: str, logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``terms`` with the auxiliary head's cross-entropy (``loss/D/aux`` or ``loss/G/aux``) added."""
+        ce = F.cross_entropy(logits.float(), y)
+        terms["loss"] = terms["loss"] + self.aux_weight * ce
+        terms[f"loss/{who}/aux"] = ce
+        return terms
+
     def d_phase(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
         real, y = batch.x * 2 - 1, self._labels(batch)
         with torch.no_grad():
             fake = self.G(self.latent(real.shape[0], gen, labels=y))  # fakes of the real batch's classes
-        return self.d_terms(functools.partial(self.D, y=y), real, fake, gen)
+        terms = self.d_terms(functools.partial(self.D, y=y), real, fake, gen)
+        if self.aux_weight > 0:  # the class head learns from real images only
+            terms = self._aux(terms, "D", self.critic(self.D.classify, gen)(real), y)
+        return terms
 
     def g_phase(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
         code = self.latent(batch.n, gen)
         _, y = self.split(code)
-        return self.g_terms(functools.partial(self.D, y=y), self.G(code), gen)
+        fake = self.G(code)
+        terms = self.g_terms(functools.partial(self.D, y=y), fake, gen)
+        if self.aux_weight > 0:  # G: fakes the class head takes for their labels
+            terms = self._aux(terms, "G", self.critic(self.D.classify, gen)(fake), y)
+        return terms
 
     def d_real_terms(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        D = functools.partial(self.D, y=self._labels(batch))
-        return self.objective.d_real(self.critic(D, gen), batch.x * 2 - 1)
+        y = self._labels(batch)
+        if self.aux_weight <= 0:
+            return self.objective.d_real(self.critic(functools.partial(self.D, y=y), gen), batch.x * 2 - 1)
+        kept = []  # one pass through D for both heads: the per-sample gradients (DP) see each image once
+
+        def both(x):
+            logit, classes = self.D.both(x, y)
+            kept.append(classes)
+            return logit
+
+        terms = self.objective.d_real(self.critic(both, gen), batch.x * 2 - 1)
+        return self._aux(terms, "D", kept[0], y)
 
     def d_fake_terms(self, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         """``n`` fakes with labels drawn uniformly (not the real batch's: independent of the real data)."""

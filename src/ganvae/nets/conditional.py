@@ -35,22 +35,44 @@ class ConditionalGenerator(nn.Module):
 
 
 class ProjectionDiscriminator(nn.Module):
-    """(x, y) -> logit (B,). ``net`` must offer ``features(x)`` and ``head`` (as the DCGAN and MLP ones do)."""
+    """(x, y) -> logit (B,). ``net`` must offer ``features(x)`` and ``head`` (as the DCGAN and MLP ones do).
 
-    def __init__(self, net: nn.Module, num_classes: int, feature_dim: int, spectral_norm: bool = False):
+    ``aux_classifier``: also a linear class head on the pooled features, AC-GAN style (Odena et al. 2017):
+    :meth:`classify` gives class logits, :meth:`both` the logit and the class logits of one pass."""
+
+    def __init__(self, net: nn.Module, num_classes: int, feature_dim: int, spectral_norm: bool = False,
+                 aux_classifier: bool = False):
         super().__init__()
         self.net, self.num_classes = net, num_classes
         self.embed = nn.Embedding(num_classes, feature_dim)
         nn.init.normal_(self.embed.weight, 0.0, 0.02)
+        # registered only when asked, so models saved without it load unchanged
+        self.aux = nn.Linear(feature_dim, num_classes) if aux_classifier else None
         if spectral_norm:
             from torch.nn.utils.parametrizations import spectral_norm as sn
             sn(self.embed)
+            if self.aux is not None:
+                sn(self.aux)
+
+    def _parts(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor]:
+        h = self.net.features(x)                                  # (B, C, h, w) or (B, C)
+        pooled = h.flatten(2).sum(-1) if h.dim() == 4 else h      # (B, C)
+        if y is None:
+            return None, pooled
+        out = self.net.head(h).flatten()                          # the unconditional term psi(phi(x))
+        return out + (self.embed(y) * pooled).sum(dim=1), pooled
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = self.net.features(x)                                  # (B, C, h, w) or (B, C)
-        out = self.net.head(h).flatten()                          # the unconditional term psi(phi(x))
-        pooled = h.flatten(2).sum(-1) if h.dim() == 4 else h      # (B, C)
-        return out + (self.embed(y) * pooled).sum(dim=1)
+        return self._parts(x, y)[0]
+
+    def both(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logit (B,), class logits (B, num_classes)) from one pass through ``net``."""
+        logit, pooled = self._parts(x, y)
+        return logit, self.aux(pooled)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, num_classes) of the auxiliary head."""
+        return self.aux(self._parts(x, None)[1])
 
 
 def one_hot_planes(y: torch.Tensor, num_classes: int, size: int) -> torch.Tensor:

@@ -131,7 +131,7 @@ def main() -> None:
             f"Image scores: {args.n} samples (latent seed 0) against {args.n} MNIST test images, features of the "
             "shipped digit classifier (`mnist`); FID, KID (unbiased, subsets of 1000), precision/recall (k = 5); "
             "cacc = share of class-c samples the classifier calls c, classes balanced. "
-            "Floor on this protocol (real train vs test): see benchmarks/results/quality.md.", ""]
+            "Floor on this protocol (real train vs test): see benchmarks/results/quality-2cores.md.", ""]
     body: list[str] = []
     log: dict = {}
 

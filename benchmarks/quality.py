@@ -3,6 +3,11 @@
     .venv/bin/python benchmarks/quality.py                          # 2, 5, 15 minutes on this machine's CPU
     .venv/bin/python benchmarks/quality.py --budgets 2,5 --models dcgan
     .venv/bin/python benchmarks/quality.py --device cuda --budgets 1,3 --results benchmarks/results/quality-gpu.md
+    .venv/bin/python benchmarks/quality.py --models sc-dcgan,dcgan,reference-gan --budgets 10 --grids DIR
+
+Models: ganvae's registered ones listed in MODELS below, and ``reference-gan``: PyTorch's DCGAN tutorial loop
+(benchmarks/reference.py: per-item transforms, BCELoss on a sigmoid, batch 128) over ``dcgan``'s networks, timed
+the same way (its steps only). ``--grids DIR``: a PNG of 64 samples per model and budget.
 
 Each model trains once; the budgets are cumulative stops of the same run (train to the first
 budget, score, resume exactly to the next, score, ...), so the 5-minute score is what a
@@ -191,7 +196,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], help="extra KEY=VALUE for both models")
     p.add_argument("--runs", default="benchmarks/runs/quality", help="where the runs go (not committed)")
-    p.add_argument("--results", default="benchmarks/results/quality.md")
+    p.add_argument("--results", default="benchmarks/results/quality-run.md",
+                   help="Markdown (and .json) of this run (quality.md is the hand-kept summary of several)")
     p.add_argument("--grids", default="", help="folder for a sample grid per model and budget (PNG)")
     args = p.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]

@@ -23,7 +23,7 @@ def test_signal_stops_cleanly_with_checkpoint_export_and_its_own_exit_code(tmp_p
     try:
         wait_for(lambda: metrics_lines(out) >= 1, what="the first metrics line")
         p.send_signal(sig)
-        _, err = p.communicate(timeout=60)
+        _, err = p.communicate(timeout=180)
     finally:
         p.kill()
     assert p.returncode == CODES[sig], (p.returncode, err[-2000:])
@@ -44,7 +44,7 @@ def test_signal_during_start_up_is_one_line_and_leaves_no_unusable_run(tmp_path,
     p = start_train(out)
     time.sleep(0.4)  # importing torch, loading the data: before the first step
     p.send_signal(sig)
-    _, err = p.communicate(timeout=60)
+    _, err = p.communicate(timeout=180)
     assert p.returncode == CODES[sig], err[-2000:]
     said = "ganvae: interrupted" + ("" if sig == signal.SIGINT else f" ({sig.name})")
     assert "Traceback" not in err and err.strip().splitlines()[-1] == said

@@ -241,9 +241,25 @@ def test_dp_mepf_trains_privately_and_lowers_the_distance(tmp_path):
     assert main(["sample", str(tmp_path / "r"), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
 
 
-def test_bad_feature_map_is_one_line_and_exit_2(tmp_path, capsys):
+@pytest.mark.parametrize("bad,words", [("model.features=vgg", ("model.features", "effnet")),
+                                       ("model.feature_size=48", ("model.feature_size", "multiple of 32")),
+                                       ("model.feature_grid=0", ("model.feature_grid", "1 to 64"))])
+def test_bad_feature_map_is_one_line_and_exit_2(tmp_path, capsys, bad, words):
     argv = ["train", "--model", "dp-merf", "--data", "digits", "--steps", "1", "--quiet", "--out",
-            str(tmp_path / "r"), "--set", "model.features=vgg"]
+            str(tmp_path / "r"), "--set", bad]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "model.features" in err and "effnet" in err, err
+    assert err.count("\n") == 1 and all(w in err for w in words), err
+
+
+def test_feature_grid_sizes_the_released_embedding_and_keeps_sensitivity_one():
+    from ganvae.nets.pretrained import perceptual_sizes
+
+    model = ganvae.models.build("dp-merf", ganvae.models.MODELS.get("dp-merf").config_class(
+        image_size=8, channels=1, num_classes=3, g_width=8, features="effnet", feature_size=32, feature_grid=4))
+    assert model.target.embedding.shape == (sum(perceptual_sizes(32, 4)) + 1, 3)
+    assert model.target.embedding.shape[0] > 2 * (sum(perceptual_sizes(32, 1)) + 1)  # the layout adds numbers
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([0, 1, 2, 1])
+    diff = model.embed_sum(x, y) - model.embed_sum(x[:3], y[:3])  # one image more: a change of norm 1
+    assert abs(float(diff.norm()) - 1.0) < 1e-6

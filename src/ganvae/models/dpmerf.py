@@ -31,7 +31,7 @@ from torch import nn
 from ..errors import GanvaeError
 from ..nets import DCGANGenerator
 from ..nets.conditional import ConditionalGenerator
-from ..nets.pretrained import EFFNET_LITE0_WIDTHS, PerceptualFeatures
+from ..nets.pretrained import PerceptualFeatures, perceptual_sizes
 from ..objectives.merf import class_sum, embedding_distance, features, normalise, perceptual_features, rff_frequencies
 from .base import Batch, GenerativeModel, ModelConfigBase, Phase, check_base, check_betas
 from .conditional import _Conditional, _need_classes, check_embed_dim
@@ -56,7 +56,9 @@ class DPMERFConfig(ModelConfigBase):
     feature_weight: float = 0.9   # share of the unit feature norm on the kernel features; the rest carries counts
     features: str = "rff"         # rff: random Fourier features on pixels (DP-MERF); effnet: pooled activations
                                   # of a frozen ImageNet EfficientNet-Lite0 (DP-MEPF, perceptual features)
-    feature_size: int = 64        # effnet: images are resized to this many pixels square before the net
+    feature_size: int = 64        # effnet: images are resized to this many pixels square (a multiple of 32)
+    feature_grid: int = 1         # effnet: each layer's map average-pooled to this grid (1: global mean, what
+                                  # an image holds; larger: where, too, as DP-MEPF's whole maps)
 
     def pixels(self) -> int:
         return int(self.channels) * int(self.image_size) ** 2
@@ -81,8 +83,12 @@ class DPMERFConfig(ModelConfigBase):
             raise GanvaeError(f"model.lr: expected > 0, got {self.lr}")
         if self.features not in FEATURE_MAPS:
             raise GanvaeError(f"model.features: expected one of {', '.join(FEATURE_MAPS)}, got {self.features!r}")
-        if not 16 <= self.feature_size <= 512:
-            raise GanvaeError(f"model.feature_size: expected 16 to 512 pixels, got {self.feature_size}")
+        if not 32 <= self.feature_size <= 512 or self.feature_size % 32:
+            raise GanvaeError(f"model.feature_size: expected a multiple of 32 from 32 to 512 pixels, "
+                              f"got {self.feature_size}")
+        if not 1 <= self.feature_grid <= 64:
+            raise GanvaeError(f"model.feature_grid: expected a pooling grid of 1 to 64 cells a side, "
+                              f"got {self.feature_grid}")
         if self.g_norm not in ("batch", "group", "none"):
             raise GanvaeError(f"model.g_norm: expected batch, group or none, got {self.g_norm!r}")
 
@@ -121,7 +127,7 @@ class DPMERF(_Conditional, GenerativeModel):
             # module tree (a list) and loaded when first used, on the data's device; a model that only samples
             # (or is built on the meta device to check shapes) never loads them.
             self._perceptual: list[PerceptualFeatures] = []
-            n_features = sum(EFFNET_LITE0_WIDTHS) + 1
+            n_features = sum(perceptual_sizes(c.feature_size, c.feature_grid)) + 1
         self.target = MERFTarget(n_features, k)
 
     def featurize(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,7 +136,7 @@ class DPMERF(_Conditional, GenerativeModel):
         if self.config.features == "rff":
             return features(x, self.W, w)
         if not self._perceptual:
-            self._perceptual.append(PerceptualFeatures(self.config.feature_size))
+            self._perceptual.append(PerceptualFeatures(self.config.feature_size, grid=self.config.feature_grid))
         net = self._perceptual[0]
         if next(net.parameters()).device != x.device:
             net.to(x.device)

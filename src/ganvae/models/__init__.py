@@ -19,7 +19,7 @@ from .vae import VAE, BetaVAEConfig, ConvVAEConfig, MLPVAEConfig, TCVAEConfig, V
 from .vae_plus import IWAEConfig, MLPIWAEConfig, MLPVampVAEConfig, VampVAE, VampVAEConfig
 from .pix2pix import Pix2Pix, Pix2PixConfig
 from .cyclegan import CycleGAN, CycleGANConfig
-from .dpmerf import DPMERF, DPMERFConfig
+from .dpmerf import DPMERF, DPMEPFConfig, DPMERFConfig
 from .selfcond import SCDCGANConfig, SelfConditionedGAN
 
 
@@ -61,6 +61,8 @@ MODELS.add("sc-dcgan", ModelSpec(SelfConditionedGAN, SCDCGANConfig, "uncondition
 # DP-MERF (models/dpmerf.py): a conditional generator matching one released random-feature mean embedding
 MODELS.add("dp-merf", ModelSpec(DPMERF, DPMERFConfig, "class-conditional generator trained on one (private) "
                                                       "random-feature mean embedding (Harder et al. 2021)"))
+MODELS.add("dp-mepf", ModelSpec(DPMERF, DPMEPFConfig, "dp-merf on the feature maps of a frozen ImageNet "
+                                                      "EfficientNet-Lite0 (perceptual features: Harder et al. 2023)"))
 # image-to-image translation (models/pix2pix.py, models/cyclegan.py): U-Net G, PatchGAN D, two-domain batches
 MODELS.add("pix2pix", ModelSpec(Pix2Pix, Pix2PixConfig, "paired translation A -> B: U-Net G, conditional PatchGAN "
                                                         "D, GAN + 100 * L1 (Isola et al. 2017)"))

@@ -56,7 +56,8 @@ class DPMERFConfig(ModelConfigBase):
     feature_weight: float = 0.9   # share of the unit feature norm on the kernel features; the rest carries counts
     features: str = "rff"         # rff: random Fourier features on pixels (DP-MERF); effnet: pooled activations
                                   # of a frozen ImageNet EfficientNet-Lite0 (DP-MEPF, perceptual features)
-    feature_size: int = 64        # effnet: images are resized to this many pixels square (a multiple of 32)
+    feature_size: int | None = None  # effnet: images are resized to this many pixels square (a multiple of 32);
+                                     # null: the image size rounded up to one (28 -> 32, 64 -> 64)
     feature_grid: int = 1         # effnet: each layer's map average-pooled to this grid (1: global mean, what
                                   # an image holds; larger: where, too, as DP-MEPF's whole maps)
 
@@ -68,6 +69,12 @@ class DPMERFConfig(ModelConfigBase):
 
     def length(self) -> float:
         return self.rff_length if self.rff_length is not None else math.sqrt(0.134 * self.pixels())
+
+    def net_size(self) -> int:
+        """The pixels a side the perceptual net sees: ``feature_size``, or the image size rounded up to 32k."""
+        if self.feature_size is not None:
+            return self.feature_size
+        return min(512, max(32, -(-int(self.image_size) // 32) * 32))
 
     def validate(self) -> None:
         check_base(self)
@@ -83,7 +90,7 @@ class DPMERFConfig(ModelConfigBase):
             raise GanvaeError(f"model.lr: expected > 0, got {self.lr}")
         if self.features not in FEATURE_MAPS:
             raise GanvaeError(f"model.features: expected one of {', '.join(FEATURE_MAPS)}, got {self.features!r}")
-        if not 32 <= self.feature_size <= 512 or self.feature_size % 32:
+        if self.feature_size is not None and (not 32 <= self.feature_size <= 512 or self.feature_size % 32):
             raise GanvaeError(f"model.feature_size: expected a multiple of 32 from 32 to 512 pixels, "
                               f"got {self.feature_size}")
         if not 1 <= self.feature_grid <= 64:
@@ -91,6 +98,14 @@ class DPMERFConfig(ModelConfigBase):
                               f"got {self.feature_grid}")
         if self.g_norm not in ("batch", "group", "none"):
             raise GanvaeError(f"model.g_norm: expected batch, group or none, got {self.g_norm!r}")
+
+
+@dataclass
+class DPMEPFConfig(DPMERFConfig):
+    """``dp-mepf``: ``dp-merf`` on perceptual features (Harder et al., TMLR 2023), the whole maps kept."""
+
+    features: str = "effnet"
+    feature_grid: int = 16
 
 
 class MERFTarget(nn.Module):
@@ -127,7 +142,7 @@ class DPMERF(_Conditional, GenerativeModel):
             # module tree (a list) and loaded when first used, on the data's device; a model that only samples
             # (or is built on the meta device to check shapes) never loads them.
             self._perceptual: list[PerceptualFeatures] = []
-            n_features = sum(perceptual_sizes(c.feature_size, c.feature_grid)) + 1
+            n_features = sum(perceptual_sizes(c.net_size(), c.feature_grid)) + 1
         self.target = MERFTarget(n_features, k)
 
     def featurize(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,7 +151,7 @@ class DPMERF(_Conditional, GenerativeModel):
         if self.config.features == "rff":
             return features(x, self.W, w)
         if not self._perceptual:
-            self._perceptual.append(PerceptualFeatures(self.config.feature_size, grid=self.config.feature_grid))
+            self._perceptual.append(PerceptualFeatures(self.config.net_size(), grid=self.config.feature_grid))
         net = self._perceptual[0]
         if next(net.parameters()).device != x.device:
             net.to(x.device)

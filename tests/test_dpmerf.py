@@ -169,19 +169,19 @@ def test_training_lowers_the_embedding_distance(tmp_path):
     assert mmd[-1] < 0.5 * mmd[0]
 
 
-@pytest.mark.parametrize("data", ["unlabelled"])
-def test_unlabelled_data_is_one_line_and_exit_2(tmp_path, capsys, data):
+@pytest.mark.parametrize("model", ["dp-merf", "dp-mepf"])
+def test_unlabelled_data_is_one_line_and_exit_2(tmp_path, capsys, model):
     from PIL import Image
 
     folder = tmp_path / "flat"
     folder.mkdir()
     for i in range(12):
         Image.fromarray((np.random.default_rng(i).random((8, 8)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
-    argv = ["train", "--model", "dp-merf", "--data", str(folder), "--steps", "2", "--quiet", "--out",
+    argv = ["train", "--model", model, "--data", str(folder), "--steps", "2", "--quiet", "--out",
             str(tmp_path / "r"), "--dp-epsilon", "1"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "dp-merf" in err and "class" in err, err
+    assert err.count("\n") == 1 and f"{model} is class-conditional" in err and "class labels" in err, err
 
 
 # ----------------------------------------------------------------------------- DP-MEPF: perceptual features

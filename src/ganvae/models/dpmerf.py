@@ -42,6 +42,7 @@ FEATURE_MAPS = ("rff", "effnet")
 
 @dataclass
 class DPMERFConfig(ModelConfigBase):
+    name: ClassVar[str] = "dp-merf"  # for messages (the registered name of models built from this config)
     latent_dim: int = 16          # noise size (DP-MERF uses a small code)
     embed_dim: int = 16           # label embedding concatenated to z
     g_width: int = 64             # G channels at its highest resolution; doubled per halving, up to max_width
@@ -104,6 +105,7 @@ class DPMERFConfig(ModelConfigBase):
 class DPMEPFConfig(DPMERFConfig):
     """``dp-mepf``: ``dp-merf`` on perceptual features (Harder et al., TMLR 2023), the whole maps kept."""
 
+    name: ClassVar[str] = "dp-mepf"
     features: str = "effnet"
     feature_grid: int = 16
 
@@ -130,7 +132,7 @@ class DPMERF(_Conditional, GenerativeModel):
     def __init__(self, config: DPMERFConfig):
         super().__init__(config)
         c = config
-        k = _need_classes(c, "dp-merf")
+        k = _need_classes(c, c.name)
         self.G = ConditionalGenerator(DCGANGenerator(c.latent_dim + c.embed_dim, c.channels, c.image_size,
                                                      c.g_width, c.max_width, c.g_norm), k, c.embed_dim)
         if c.features == "rff":

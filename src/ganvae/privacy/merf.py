@@ -41,11 +41,12 @@ class EmbeddingRelease(TrainerPlugin):
         self.n_released: int | None = None
 
     def attach(self, trainer) -> None:
+        name = getattr(trainer.model, "registered_name", "") or "dp-merf"
         if trainer.world.active:
-            raise GanvaeError("dp-merf: the embedding is released in one process (no torchrun); train it on "
+            raise GanvaeError(f"{name}: the embedding is released in one process (no torchrun); train it on "
                               "one machine (it needs minutes, not a cluster)")
         if self.labels is None:
-            raise GanvaeError("dp-merf needs labelled data (one integer class per image): use a labelled source "
+            raise GanvaeError(f"{name} needs labelled data (one integer class per image): use a labelled source "
                               "such as mnist, digits, or a folder with one subfolder per class")
         self.model, self.seed = trainer.model, trainer.cfg.seed
 

@@ -161,6 +161,26 @@ def audit_rows(path: str, args) -> None:
     Path(path).write_text(json.dumps(d, indent=1, default=str))
 
 
+def rescore_cas(path: str, args) -> None:
+    """Score the runs of an earlier result JSON again with today's CAS recipe (the classifier's defaults and
+    ``--classifier``); the earlier numbers stay in the rows as ``cas_before`` / ``real_cas_before`` with the
+    recipe that made them (``classifier_before``). Rewrites the JSON (run ``--combine`` afterwards)."""
+    d = json.loads(Path(path).read_text())
+    n_gen = (d.get("args") or {}).get("n_gen", args.n_gen)
+    for row in d["rows"]:
+        if not Path(row["run"]).is_dir():
+            print(f"{row['run']}: not found, left as it was", flush=True)
+            continue
+        c = cas(Path(row["run"]), n=n_gen, seed=0, classifier=args.classifier, device=args.device, log=None)
+        if "cas_before" not in row:
+            row["cas_before"], row["real_cas_before"] = row.get("cas"), row.get("real_cas")
+            row["classifier_before"] = row.get("classifier")
+        row["cas"], row["real_cas"] = round(100 * c["cas"], 2), round(100 * c["real_accuracy"], 2)
+        row["classifier"] = c["classifier"]
+        print(json.dumps({"run": row["run"], "cas": row["cas"], "before": row["cas_before"]}), flush=True)
+    Path(path).write_text(json.dumps(d, indent=1, default=str))
+
+
 def make_folder(spec: str, root: Path) -> tuple[str, int]:
     """``SOURCE:N`` -> a folder of N labelled PNGs of the built-in SOURCE in class subfolders: (its path, the
     source's image size). Made once (a marker file beside it says it is complete)."""
@@ -323,6 +343,8 @@ def main() -> None:
     p.add_argument("--combine", metavar="JSON,JSON", help="only write --results: one table of these result files")
     p.add_argument("--audit-rows", metavar="JSON", help="only audit the runs of this result file that have no "
                    "audit yet (--audit-n samples) and write the numbers into it")
+    p.add_argument("--rescore-cas", metavar="JSON", help="only score the runs of this result file again with "
+                   "today's CAS recipe (the earlier numbers kept beside) and write them into it")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], help="extra KEY=VALUE for every run")
@@ -336,6 +358,8 @@ def main() -> None:
         return combine(args.combine.split(","), Path(args.results), started, args)
     if args.audit_rows:
         return audit_rows(args.audit_rows, args)
+    if args.rescore_cas:
+        return rescore_cas(args.rescore_cas, args)
     try:
         eps_list = [float(e) for e in args.eps.split(",")]
     except ValueError:

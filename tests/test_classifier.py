@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ganvae.apps.classifier import (ClassifierConfig, SmallCNN, accuracy, classic_augment, fit_classifier,
+from ganvae.apps.classifier import (ClassifierConfig, SmallCNN, accuracy, classic_augment, fit_classifier, lr_at,
                                     train_and_test)
 from ganvae.data import DataConfig, load_data
 from ganvae.errors import GanvaeError
@@ -83,16 +83,39 @@ def test_same_seed_same_weights_and_global_rng_untouched():
 def test_learns_digits():
     splits = load_data(DataConfig(source="digits"), progress=False)
     tr, te = splits.train, splits.test
-    cfg = ClassifierConfig(width=8, steps=120, batch_size=32, lr=3e-3)
+    cfg = ClassifierConfig(width=8, steps=120, batch_size=32, lr=1e-2)
     acc = train_and_test(cfg, tr.images, tr.labels, te.images, te.labels, 10)
-    assert acc > 0.8, acc  # 10% chance; 0.91 measured
+    assert acc > 0.8, acc  # 10% chance; 0.94 measured (cosine schedule; 0.85-0.94 over seeds 0-3)
 
 
 def test_bad_config_and_labels_are_one_line_errors():
     x, y = _tiny()
     with pytest.raises(GanvaeError, match="optimizer must be adam or sgd"):
         fit_classifier(ClassifierConfig(optimizer="rmsprop"), x, y, 3)
+    with pytest.raises(GanvaeError, match="schedule must be cosine or constant, got 'step'"):
+        fit_classifier(ClassifierConfig(schedule="step"), x, y, 3)
     with pytest.raises(GanvaeError, match="steps must be a positive integer"):
         fit_classifier(ClassifierConfig(steps=0), x, y, 3)
     with pytest.raises(GanvaeError, match=r"labels must be 0\.\.1"):
         fit_classifier(ClassifierConfig(steps=1), x, y, 2)
+
+
+def test_cosine_schedule_by_hand_and_applied_to_every_step(monkeypatch):
+    cfg = ClassifierConfig(steps=4, lr=0.2)
+    assert [lr_at(cfg, t) for t in range(4)] == pytest.approx([0.2, 0.2 * (1 + 2 ** -0.5) / 2, 0.1,
+                                                             0.2 * (1 - 2 ** -0.5) / 2])
+    assert lr_at(ClassifierConfig(steps=4, lr=0.2, schedule="constant"), 3) == 0.2
+    seen = []
+    real_step = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    x, y = _tiny()
+    fit_classifier(ClassifierConfig(width=4, steps=4, batch_size=8, lr=0.2), x, y, 3)
+    assert seen == pytest.approx([lr_at(cfg, t) for t in range(4)])
+    seen.clear()
+    fit_classifier(ClassifierConfig(width=4, steps=3, batch_size=8, lr=0.2, schedule="constant"), x, y, 3)
+    assert seen == [0.2, 0.2, 0.2]

@@ -8,8 +8,9 @@ from .. import api
 from .common import DEVICE_HELP
 
 CLASSIFIER_HELP = ("change the fixed classifier's recipe, FIELD=VALUE (repeatable): width, steps, batch_size, lr, "
-                   "optimizer (adam|sgd), weight_decay, augment (classic augmentation, default true), max_shift "
-                   "(pixels, default image_size//8), flip (horizontal flips, default false: wrong for digits/text)")
+                   "schedule (cosine|constant), optimizer (adam|sgd), weight_decay, augment (classic augmentation, "
+                   "default true), max_shift (pixels, default image_size//8), flip (horizontal flips, default false: "
+                   "wrong for digits/text)")
 
 
 def _add_cas(sub) -> None:

@@ -126,9 +126,7 @@ def train_one(eps: float, args, runs: Path) -> dict:
 def score(row: dict, args) -> dict:
     run = Path(row["run"])
     t0 = time.perf_counter()
-    c = cas(run, n=args.n_gen, seed=0, classifier=args.classifier, device=args.device, log=None)
-    row["cas"], row["real_cas"] = round(100 * c["cas"], 2), round(100 * c["real_accuracy"], 2)
-    row["classifier"] = c["classifier"]
+    score_cas(row, args.n_gen, args)
     recs = evaluate(run, args.metrics, n=args.n, seed=0, feature_net=args.feature_net, baselines=False,
                     device=args.device, log=None)
     for r in recs:
@@ -137,6 +135,13 @@ def score(row: dict, args) -> dict:
     if args.audit_n:
         score_audit(row, args)
     return row
+
+
+def score_cas(row: dict, n_gen: int, args) -> None:
+    """``ganvae cas`` of the row's run with ``n_gen`` generated images: CAS, the real-data reference, the recipe."""
+    c = cas(Path(row["run"]), n=n_gen, seed=0, classifier=args.classifier, device=args.device, log=None)
+    row["cas"], row["real_cas"] = round(100 * c["cas"], 2), round(100 * c["real_accuracy"], 2)
+    row["classifier"] = c["classifier"]
 
 
 def score_audit(row: dict, args) -> None:
@@ -171,12 +176,10 @@ def rescore_cas(path: str, args) -> None:
         if not Path(row["run"]).is_dir():
             print(f"{row['run']}: not found, left as it was", flush=True)
             continue
-        c = cas(Path(row["run"]), n=n_gen, seed=0, classifier=args.classifier, device=args.device, log=None)
         if "cas_before" not in row:
             row["cas_before"], row["real_cas_before"] = row.get("cas"), row.get("real_cas")
             row["classifier_before"] = row.get("classifier")
-        row["cas"], row["real_cas"] = round(100 * c["cas"], 2), round(100 * c["real_accuracy"], 2)
-        row["classifier"] = c["classifier"]
+        score_cas(row, n_gen, args)
         print(json.dumps({"run": row["run"], "cas": row["cas"], "before": row["cas_before"]}), flush=True)
     Path(path).write_text(json.dumps(d, indent=1, default=str))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,12 +23,21 @@ def cli(*args, check_rc: int | None = None, timeout: float = 120, **kw) -> subpr
     return p
 
 
+def _default_stop_signals() -> None:
+    """In the child: SIGINT, SIGTERM and SIGHUP at their defaults, whatever the test runner inherited. A suite
+    started in the background (``cmd &`` ignores SIGINT) or under ``nohup`` (ignores SIGHUP) would otherwise
+    hand the ignored signals on, and ganvae keeps an ignored signal ignored (as nohup asks)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start_train(out: Path, *extra, steps: int = 100000) -> subprocess.Popen:
-    """A long tiny training run in the background (its stderr and stdout piped)."""
+    """A long tiny training run in the background (its stderr and stdout piped), stop signals at default."""
     return subprocess.Popen([sys.executable, "-m", "ganvae", "train", "--model", "dcgan", "--data", "digits",
                              "--steps", str(steps), "--batch-size", "16", "--out", str(out), "--quiet", *TINY,
                              *map(str, extra)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_stop_signals)
 
 
 def wait_for(cond, timeout: float = 60, what: str = "condition") -> None:

@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/quality.py --budgets 2,5 --models dcgan
     .venv/bin/python benchmarks/quality.py --device cuda --budgets 1,3 --results benchmarks/results/quality-gpu.md
     .venv/bin/python benchmarks/quality.py --models sc-dcgan,dcgan,reference-gan --budgets 10 --grids DIR
+    .venv/bin/python benchmarks/quality.py --models sc-dcgan --budgets 60 --runs DIR --resume  # continue DIR's run
 
 Models: ganvae's registered ones listed in MODELS below, and ``reference-gan``: PyTorch's DCGAN tutorial loop
 (benchmarks/reference.py: per-item transforms, BCELoss on a sigmoid, batch 128) over ``dcgan``'s networks, timed
@@ -106,8 +107,12 @@ def bench_model(name: str, budgets: list[float], args) -> list[dict]:
     ref = ReferenceRun(run, args) if name == "reference-gan" else None
     rows = []
     done = 0.0
+    latest = run / "checkpoints" / "latest.pt"
+    if args.resume and ref is None and latest.is_file():  # continue a run: budgets already trained are skipped
+        done = float(ckpt.load_state(latest)["train_seconds"]) / 60
+        budgets = [b for b in budgets if b > done]
     for i, budget in enumerate(budgets):
-        state = train_chunk(name, run, i, budget - done, args, spec, ref)
+        state = train_chunk(name, run, i + (done > 0), budget - done, args, spec, ref)
         done = budget
         info = {"step": int(state["step"]), "images_seen": int(state["images_seen"])}
         secs = float(state["train_seconds"])
@@ -199,6 +204,9 @@ def main() -> None:
     p.add_argument("--results", default="benchmarks/results/quality-run.md",
                    help="Markdown (and .json) of this run (quality.md is the hand-kept summary of several)")
     p.add_argument("--grids", default="", help="folder for a sample grid per model and budget (PNG)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each model's run already in --runs from its last checkpoint (exact resume); "
+                        "budgets it has trained past are skipped")
     args = p.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
     if budgets != sorted(budgets) or budgets[0] <= 0:

@@ -111,6 +111,8 @@ def bench_model(name: str, budgets: list[float], args) -> list[dict]:
     if args.resume and ref is None and latest.is_file():  # continue a run: budgets already trained are skipped
         done = float(ckpt.load_state(latest)["train_seconds"]) / 60
         budgets = [b for b in budgets if b > done]
+        if not budgets:
+            raise SystemExit(f"--resume: {run} has trained {done:.1f} minutes, past every budget in --budgets")
     for i, budget in enumerate(budgets):
         state = train_chunk(name, run, i + (done > 0), budget - done, args, spec, ref)
         done = budget
@@ -205,8 +207,8 @@ def main() -> None:
                    help="Markdown (and .json) of this run (quality.md is the hand-kept summary of several)")
     p.add_argument("--grids", default="", help="folder for a sample grid per model and budget (PNG)")
     p.add_argument("--resume", action="store_true",
-                   help="continue each model's run already in --runs from its last checkpoint (exact resume); "
-                        "budgets it has trained past are skipped")
+                   help="continue each model's run already in --runs from its last checkpoint (exact resume; "
+                        "not reference-gan, which starts over); budgets it has trained past are skipped")
     args = p.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
     if budgets != sorted(budgets) or budgets[0] <= 0:

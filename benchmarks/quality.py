@@ -88,13 +88,13 @@ class ReferenceRun:
                    {"step": self.steps, "images_seen": self.images})
 
 
-def train_chunk(name: str, run: Path, i: int, chunk: float, args, spec, ref) -> dict:
+def train_chunk(name: str, run: Path, fresh: bool, chunk: float, args, spec, ref) -> dict:
     """Train ``name`` for ``chunk`` more minutes; its step, images seen and training seconds so far."""
     if ref is not None:
         ref.train(chunk)
         return {"step": ref.steps, "images_seen": ref.images, "train_seconds": ref.seconds}
     kw = dict(steps=10**9, max_minutes=chunk, progress=False, log=lambda *a: None, device=args.device)
-    if i == 0:
+    if fresh:
         ganvae.train(name, args.data, out=run, overwrite=True, seed=args.seed, set=spec["set"] + args.set, **kw)
     else:
         ganvae.train(out=run, resume=True, **kw)
@@ -114,7 +114,7 @@ def bench_model(name: str, budgets: list[float], args) -> list[dict]:
         if not budgets:
             raise SystemExit(f"--resume: {run} has trained {done:.1f} minutes, past every budget in --budgets")
     for i, budget in enumerate(budgets):
-        state = train_chunk(name, run, i + (done > 0), budget - done, args, spec, ref)
+        state = train_chunk(name, run, i == 0 and done == 0, budget - done, args, spec, ref)
         done = budget
         info = {"step": int(state["step"]), "images_seen": int(state["images_seen"])}
         secs = float(state["train_seconds"])

@@ -70,6 +70,13 @@ def _interrupt(signum, frame):
     raise Interrupted(signum)
 
 
+def _forget_unhandled_interrupt() -> None:
+    """CPython marks a KeyboardInterrupt as unhandled when it leaves code run by ``exec`` of a string (dataclasses
+    and torch do this while importing), even if an outer ``except`` handles it; at exit the interpreter then kills
+    itself with SIGINT instead of returning our exit code. Each ``exec`` of a string clears that mark first."""
+    exec("None")  # noqa: S102 - a constant; run for its side effect on the interpreter's flag
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _warn  # library warnings (damaged log lines, ...) as one line each
     old = {}
@@ -96,6 +103,7 @@ def _main(argv: list[str] | None) -> int:
         signum = getattr(e, "signum", signal.SIGINT)
         print("ganvae: interrupted" + ("" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"),
               file=sys.stderr)
+        _forget_unhandled_interrupt()
         return 128 + signum
     except BrokenPipeError:  # `ganvae info RUN | head`: the reader left; no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -175,9 +175,11 @@ def _trainer(tmp_path, name="dcgan", sigma=1e-9, clip=1e-3, n=200, **model_kw):
     return _dp_trainer(model, cfg, images, labels, tmp_path, privacy)
 
 
-@pytest.mark.parametrize("name,kw", [("dcgan", {}), ("cdcgan", {}), ("cdcgan", {"aux_weight": 1.0}), ("mlp-gan", {})])
+@pytest.mark.parametrize("name,kw", [("dcgan", {}), ("cdcgan", {}), ("cdcgan", {"aux_weight": 1.0}), ("mlp-gan", {}),
+                                     ("cdcgan", {"d_features": "effnet"})])
 def test_real_half_is_clipped_and_fake_half_added_unclipped(tmp_path, name, kw):
-    """With an auxiliary class head (cdcgan, aux_weight) its cross-entropy is in the clipped real half."""
+    """With an auxiliary class head (cdcgan, aux_weight) its cross-entropy is in the clipped real half. With a
+    D on frozen ImageNet features (d_features=effnet) only its trainable layers get per-sample gradients."""
     tr, dp = _trainer(tmp_path, name, **kw)
     params = [p for p in tr.model.D.parameters()]
     seen = {}
@@ -208,7 +210,8 @@ def test_real_half_is_clipped_and_fake_half_added_unclipped(tmp_path, name, kw):
     dp._after_private_gradient = spy
     terms = tr.train_step()
     assert seen["calls"] == 1 and seen["fake_norm"] > 100 * dp.privacy.max_grad_norm  # not clipped
-    assert ("loss/D/aux" in terms) == bool(kw) and ("loss/G/aux" in terms) == bool(kw)
+    aux = kw.get("aux_weight", 0) > 0
+    assert ("loss/D/aux" in terms) == aux and ("loss/G/aux" in terms) == aux
     assert all(torch.isfinite(v) for v in terms.values())
     assert dp.accountant.history == [(1e-9, 16 / 200, 1)]  # one charged step for one D step
 

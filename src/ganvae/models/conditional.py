@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GanvaeError
-from ..nets import ConvDecoder, ConvEncoder, DCGANDiscriminator, DCGANGenerator
+from ..nets import ConvDecoder, ConvEncoder, DCGANGenerator
 from ..nets.conditional import (ConditionalDecoder, ConditionalEncoder, ConditionalGenerator,
                                 ProjectionDiscriminator)
 from ..objectives import LIKELIHOODS
@@ -94,10 +94,9 @@ class CondDCGANConfig(DCGANConfig):
         c = _need_classes(self, "cdcgan")
         G = DCGANGenerator(self.latent_dim + self.embed_dim, self.channels, self.image_size, self.g_width,
                            self.max_width, self.g_norm)
-        D = DCGANDiscriminator(self.channels, self.image_size, self.d_width, self.max_width, self.d_norm,
-                               spectral_norm=self.d_spectral_norm, mbstd_group=self.d_mbstd)
+        D, width = self.build_d()
         return (ConditionalGenerator(G, c, self.embed_dim),
-                ProjectionDiscriminator(D, c, D.head.in_channels, spectral_norm=self.d_spectral_norm,
+                ProjectionDiscriminator(D, c, width, spectral_norm=self.d_spectral_norm,
                                         aux_classifier=self.aux_weight > 0))
 
 

@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import GanvaeError
 from ..nets import DCGANGenerator
 from ..nets.conditional import ConditionalGenerator
-from ..nets.pretrained import PerceptualFeatures, perceptual_sizes
+from ..nets.pretrained import PerceptualFeatures, perceptual_net_size, perceptual_sizes
 from ..objectives.merf import class_sum, embedding_distance, features, normalise, perceptual_features, rff_frequencies
 from .base import Batch, GenerativeModel, ModelConfigBase, Phase, check_base, check_betas
 from .conditional import _Conditional, _need_classes, check_embed_dim
@@ -75,9 +75,7 @@ class DPMERFConfig(ModelConfigBase):
 
     def net_size(self) -> int:
         """The pixels a side the perceptual net sees: ``feature_size``, or the image size rounded up to 32k."""
-        if self.feature_size is not None:
-            return self.feature_size
-        return min(512, max(32, -(-int(self.image_size) // 32) * 32))
+        return self.feature_size if self.feature_size is not None else perceptual_net_size(self.image_size)
 
     def validate(self) -> None:
         check_base(self)

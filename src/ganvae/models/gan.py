@@ -24,6 +24,7 @@ from torch import nn
 from ..augment import ADA, behind, build_augment, check_augment
 from ..errors import GanvaeError
 from ..nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from ..nets.pretrained import FeatureDiscriminator
 from ..objectives import GAN_OBJECTIVES
 from ..objectives.gan import r1_penalty
 from .base import Batch, GenerativeModel, ModelConfigBase, Phase, check_betas
@@ -103,6 +104,9 @@ class GANConfig(ModelConfigBase):
                 "(--set model.d_norm=layer)")
 
 
+D_FEATURES = ("pixels", "effnet")  # what a DCGAN-style D looks at (model.d_features)
+
+
 @dataclass
 class DCGANConfig(GANConfig):
     g_width: int = 64         # G channels at its highest resolution; doubled per halving, up to max_width
@@ -111,12 +115,41 @@ class DCGANConfig(GANConfig):
     g_norm: str = "batch"     # normalisation in G: batch, group, none
     d_norm: str = "batch"     # normalisation in D (not on its first layer): batch, group, layer, none
     d_mbstd: int = 0          # minibatch standard deviation before D's head over groups of this size (0: off)
+    d_features: str = "pixels"  # what D sees: pixels (a DCGAN D) or effnet (a trainable MLP of width 4 * d_width on
+                                # the pooled layers of a frozen ImageNet EfficientNet-Lite0; few trained weights,
+                                # so little DP noise: see nets.pretrained.FeatureDiscriminator)
+    d_feature_grid: int = 2   # d_features=effnet: each layer pooled to this many cells a side
+    d_feature_precision: str = "fp32"  # d_features=effnet: the frozen net's forward in D's own step: fp32 or bf16
+
+    def validate(self) -> None:
+        super().validate()
+        self.check_d()
+
+    def check_d(self) -> None:
+        if self.d_features not in D_FEATURES:
+            raise GanvaeError(f"model.d_features: expected one of {', '.join(D_FEATURES)}, got {self.d_features!r}")
+        if self.d_features == "effnet":
+            if self.d_mbstd > 0:
+                raise GanvaeError("model.d_features=effnet with model.d_mbstd > 0: the feature discriminator has no "
+                                  "minibatch-std layer; set model.d_mbstd=0")
+            if self.d_feature_precision not in ("fp32", "bf16"):
+                raise GanvaeError(f"model.d_feature_precision: expected fp32 or bf16, got {self.d_feature_precision!r}")
+            if not 1 <= self.d_feature_grid <= 16:
+                raise GanvaeError(f"model.d_feature_grid: expected 1 to 16 cells a side, got {self.d_feature_grid}")
+
+    def build_d(self) -> tuple[nn.Module, int]:
+        """(D, the width of its last features: what a projection head multiplies)."""
+        if self.d_features == "effnet":
+            D = FeatureDiscriminator(self.image_size, 4 * self.d_width, self.d_feature_grid, self.d_spectral_norm,
+                                     bf16=self.d_feature_precision == "bf16")
+            return D, D.feature_dim
+        D = DCGANDiscriminator(self.channels, self.image_size, self.d_width, self.max_width, self.d_norm,
+                               spectral_norm=self.d_spectral_norm, mbstd_group=self.d_mbstd)
+        return D, D.head.in_channels
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         G = DCGANGenerator(self.latent_dim, self.channels, self.image_size, self.g_width, self.max_width, self.g_norm)
-        D = DCGANDiscriminator(self.channels, self.image_size, self.d_width, self.max_width, self.d_norm,
-                               spectral_norm=self.d_spectral_norm, mbstd_group=self.d_mbstd)
-        return G, D
+        return G, self.build_d()[0]
 
 
 @dataclass

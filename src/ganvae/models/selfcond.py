@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GanvaeError
-from ..nets import DCGANDiscriminator, DCGANGenerator
+from ..nets import DCGANGenerator
 from ..nets.conditional import ConditionalGenerator, ProjectionDiscriminator
 from .. import rng
 from .base import Batch
@@ -69,10 +69,9 @@ class SCDCGANConfig(DCGANConfig):
         k = self.clusters
         G = DCGANGenerator(self.latent_dim + self.embed_dim, self.channels, self.image_size, self.g_width,
                            self.max_width, self.g_norm)
-        D = DCGANDiscriminator(self.channels, self.image_size, self.d_width, self.max_width, self.d_norm,
-                               spectral_norm=self.d_spectral_norm, mbstd_group=self.d_mbstd)
+        D, width = self.build_d()
         return (ClusterGenerator(ConditionalGenerator(G, k, self.embed_dim), k),
-                ProjectionDiscriminator(D, k, D.head.in_channels, spectral_norm=self.d_spectral_norm))
+                ProjectionDiscriminator(D, k, width, spectral_norm=self.d_spectral_norm))
 
 
 class ClusterGenerator(nn.Module):

@@ -118,3 +118,61 @@ class PerceptualFeatures(nn.Module):
         h = n._swish(n._bn1(n._conv_head(h)))
         out.append(self.pool(h))
         return out
+
+
+def perceptual_net_size(image_size: int) -> int:
+    """The pixels a side the perceptual net sees for ``image_size`` images: rounded up to a multiple of 32."""
+    return min(512, max(32, -(-int(image_size) // 32) * 32))
+
+
+class FeatureDiscriminator(nn.Module):
+    """A discriminator on a frozen public feature net (the idea of Projected GANs, Sauer et al. 2021, reduced to
+    its core): images (B, C, H, W) in [-1, 1] -> the pooled activations of every layer of EfficientNet-Lite0
+    (:class:`PerceptualFeatures`, ``grid`` cells a side), each layer put on the unit sphere so each counts the
+    same -> a trainable ``Linear(d, hidden)`` + LeakyReLU (``features``, (B, hidden)) -> ``head`` Linear(hidden, 1).
+
+    Only the two linear layers train: few parameters, so under DP-SGD the noise (whose norm grows with the
+    square root of the parameter count) is small, and the ImageNet features already separate what the images
+    show. Images that need no gradient (D's own step) pass the frozen net without a graph, in bfloat16 when
+    ``bf16`` (features to about 3 significant digits; G's step, which back-propagates through it, stays float32).
+    The frozen net is not module state (kept out of the module tree: not in checkpoints, exports or
+    Opacus's per-sample hooks); it is loaded on first use, on the images' device.
+    """
+
+    def __init__(self, image_size: int, hidden: int = 256, grid: int = 2, spectral_norm: bool = False,
+                 bf16: bool = False):
+        super().__init__()
+        self.size, self.grid, self.bf16 = perceptual_net_size(image_size), int(grid), bool(bf16)
+        self._frozen: list[PerceptualFeatures] = []
+        self.body = nn.Linear(sum(perceptual_sizes(self.size, self.grid)), hidden)
+        self.act = nn.LeakyReLU(0.2)
+        self.head = nn.Linear(hidden, 1)
+        if spectral_norm:
+            from torch.nn.utils.parametrizations import spectral_norm as sn
+            sn(self.body)
+            sn(self.head)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.head.in_features
+
+    def frozen(self, device: torch.device) -> PerceptualFeatures:
+        if not self._frozen:
+            self._frozen.append(PerceptualFeatures(self.size, grid=self.grid))
+        net = self._frozen[0]
+        if next(net.parameters()).device != device:
+            net.to(device)
+        return net
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        net, x = self.frozen(x.device), (x + 1) / 2
+        if x.requires_grad:  # G's step (or R1): the gradient flows back through the frozen net, in float32
+            layers = net(x)
+        else:  # D's step on real or detached images: no graph through the frozen net; bf16 if asked (~3x faster)
+            with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                layers = [a.float() for a in net(x)]
+        f = torch.cat([a / a.norm(dim=1, keepdim=True).clamp(min=1e-6) for a in layers], dim=1)
+        return self.act(self.body(f))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)).flatten()

@@ -116,8 +116,8 @@ class DCGANConfig(GANConfig):
     d_norm: str = "batch"     # normalisation in D (not on its first layer): batch, group, layer, none
     d_mbstd: int = 0          # minibatch standard deviation before D's head over groups of this size (0: off)
     d_features: str = "pixels"  # what D sees: pixels (a DCGAN D) or effnet (a trainable MLP of width 4 * d_width on
-                                # the pooled layers of a frozen ImageNet EfficientNet-Lite0; few trained weights,
-                                # so little DP noise: see nets.pretrained.FeatureDiscriminator)
+                                # the pooled layers of a frozen ImageNet EfficientNet-Lite0: features it need not
+                                # learn under DP's noise; see nets.pretrained.FeatureDiscriminator)
     d_feature_grid: int = 2   # d_features=effnet: each layer pooled to this many cells a side
     d_feature_precision: str = "fp32"  # d_features=effnet: the frozen net's forward in D's own step: fp32 or bf16
 

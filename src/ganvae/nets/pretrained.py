@@ -131,9 +131,9 @@ class FeatureDiscriminator(nn.Module):
     (:class:`PerceptualFeatures`, ``grid`` cells a side), each layer put on the unit sphere so each counts the
     same -> a trainable ``Linear(d, hidden)`` + LeakyReLU (``features``, (B, hidden)) -> ``head`` Linear(hidden, 1).
 
-    Only the two linear layers train: few parameters, so under DP-SGD the noise (whose norm grows with the
-    square root of the parameter count) is small, and the ImageNet features already separate what the images
-    show. Images that need no gradient (D's own step) pass the frozen net without a graph, in bfloat16 when
+    Only the two linear layers train, on features that already separate what the images show: under DP-SGD,
+    where a D learns its own features from a few thousand noisy steps, that is a head start. (The head is not
+    small: (sum of the pooled widths) x ``hidden`` weights, 344,000 for 28 x 28 images at grid 2, hidden 64.) Images that need no gradient (D's own step) pass the frozen net without a graph, in bfloat16 when
     ``bf16`` (features to about 3 significant digits; G's step, which back-propagates through it, stays float32).
     The frozen net is not module state (kept out of the module tree: not in checkpoints, exports or
     Opacus's per-sample hooks); it is loaded on first use, on the images' device.

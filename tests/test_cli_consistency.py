@@ -67,7 +67,7 @@ def _option(words: list[str], name: str) -> str | None:
 
 
 def shrink(words: list[str], photos: Path) -> list[str]:
-    """One README command made tiny and fast: mnist -> digits, ~/photos -> a folder of 80 small PNGs,
+    """One README command made tiny and fast: mnist -> digits (mnist-5k with --init), ~/photos -> a folder of 80 small PNGs,
     --steps N -> N // 1000 (keeps a resume's target above the first run's), -n/--n at most 32, --k 8,
     --eval-every KIMG -> KIMG / 1000 with 32 samples per evaluation, data.n at most 300, --image-size 16;
     every new training run gets tiny widths (tests/helpers.tiny_set, where the README does not set the same key)
@@ -76,7 +76,8 @@ def shrink(words: list[str], photos: Path) -> list[str]:
     for i, x in enumerate(w):
         prev = w[i - 1] if i else ""
         if prev == "--data" and x in ("mnist", "mnist-5k"):
-            w[i] = "digits"
+            # a private run from --init keeps images other than its public run's digits (shared ones are refused)
+            w[i] = "mnist-5k" if "--init" in w else "digits"
         elif x == "~/photos":  # after --data, or a data command's SOURCE
             w[i] = str(photos)
         elif prev == "--steps":

@@ -29,7 +29,8 @@ DP = ["privacy.noise_multiplier=1.0", "model.d_norm=group"]
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("init")
-    train_tiny(root / "public", "dcgan", steps=3, seed=1, more=GROUP)
+    # public: other images than the private runs' digits
+    train_tiny(root / "public", "dcgan", "mnist-5k", steps=3, seed=1, more=GROUP + ["data.image_size=8"])
     train_tiny(root / "private", "dcgan", steps=2, seed=2, more=DP + [f"train.init={root / 'public'}"])
     train_tiny(root / "fresh", "dcgan", steps=2, seed=2, more=DP)
     return root
@@ -44,7 +45,7 @@ def test_init_loads_every_network_of_the_run(runs):
     for k, v in public.items():
         assert torch.equal(net.state_dict()[k], v), k
     assert any(k.startswith("D.") for k in public)  # the discriminator too, not only G
-    assert record["step"] == 3 and record["model"] == "dcgan" and record["data"] == "digits"
+    assert record["step"] == 3 and record["model"] == "dcgan" and record["data"] == "mnist-5k"
 
 
 def test_private_run_records_the_init_and_counts_only_its_own_steps(runs):
@@ -70,7 +71,8 @@ def test_resume_keeps_the_init_record(runs):
 
 
 def test_dp_merf_init_takes_the_generator_and_releases_its_own_target(tmp_path):
-    train_tiny(tmp_path / "pub", "dp-merf", steps=2, seed=1, more=["model.rff_freqs=32"])
+    train_tiny(tmp_path / "pub", "dp-merf", "mnist-5k", steps=2, seed=1,
+               more=["model.rff_freqs=32", "data.image_size=8"])
     train_tiny(tmp_path / "priv", "dp-merf", steps=1, seed=1,
                more=["model.rff_freqs=32", "privacy.epsilon=1", f"train.init={tmp_path / 'pub'}"])
     pub = ckpt.load_state(tmp_path / "pub" / "checkpoints" / "latest.pt")["model"]
@@ -98,3 +100,16 @@ def test_bad_init_is_one_line_and_exit_2(runs, tmp_path, capsys):
     _bad(tmp_path, capsys, ["--model", "dcgan", "--init", public, "--dp-noise-multiplier", "1"],  # batch -> group
          "model.d_norm=group")
     _bad(tmp_path, capsys, ["--model", "dcgan", "--init", str(tmp_path)], "not a run folder")
+    # a run on the very images a private run protects: its weights are not public
+    _bad(tmp_path, capsys, ["--model", "dcgan", "--init", str(runs / "fresh"), "--dp-noise-multiplier", "1", "--set",
+                            "model.d_norm=group"], "trained on digits, which holds the images this private run")
+
+
+def test_same_images_names_shared_built_in_sources_and_the_same_path(tmp_path):
+    from ganvae.api.init import _same_images
+    (tmp_path / "imgs").mkdir()
+    assert _same_images("mnist", "mnist") and _same_images("mnist-5k", "mnist")
+    assert _same_images("shapes-edges", "shapes")
+    assert not _same_images("digits", "mnist") and not _same_images("shapes", "faces")
+    assert _same_images(f"folder:{tmp_path / 'imgs'}", str(tmp_path / "imgs" / ".." / "imgs"))
+    assert not _same_images(f"folder:{tmp_path / 'imgs'}", f"folder:{tmp_path}")

@@ -4,7 +4,8 @@ The use it is made for: public pretraining, then private fine-tuning. Train on p
 ``digits``, the user's own public pictures), then ``ganvae train --init PUBLIC_RUN --dp-epsilon 8`` on the
 sensitive images. The new run's privacy accounting counts its own steps on its own data only; the starting
 weights are public (their data is not protected by this run's guarantee, and must not contain the private
-images), and run.json, the report and the model card say so.
+images: a RUN trained on the same source, or a built-in source that shares its images, is refused), and run.json,
+the report and the model card say so.
 
 Every network of RUN's latest training checkpoint is loaded (a GAN's D as well as G), not its optimizer
 state, step or EMA: the new run starts at step 0 with fresh optimizers, its EMA a copy of the loaded G. RUN
@@ -24,14 +25,33 @@ def _shape(m, conditional: bool) -> str:
     return f"{m.channels}x{m.image_size}x{m.image_size}" + (f", {m.num_classes} classes" if conditional else "")
 
 
-def load_init(net, run: str | Path, model_name: str, model_cfg) -> dict:
+# Built-in sources that share images: a run on one has seen images of the other
+SHARED_IMAGES = ({"mnist", "mnist-5k", "digits2mnist"}, {"digits", "digits2mnist"}, {"shapes", "shapes-edges"})
+PATH_KINDS = ("folder", "idx", "npz")  # source prefixes before a path
+
+
+def _same_images(a: str, b: str) -> bool:
+    """Whether data sources ``a`` and ``b`` hold (some of) the same images: the same name, a built-in pair that
+    shares images, or the same file or folder."""
+    if a == b or any(a in s and b in s for s in SHARED_IMAGES):
+        return True
+    pa, pb = (Path(x.split(":", 1)[1] if x.split(":", 1)[0] in PATH_KINDS else x).expanduser() for x in (a, b))
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
+def load_init(net, run: str | Path, model_name: str, model_cfg, private_data: str | None = None) -> dict:
     """Load RUN's networks into ``net`` (built from ``model_name`` / ``model_cfg``); return the record for
-    run.json: ``{"run", "step", "model", "data"}``."""
+    run.json: ``{"run", "step", "model", "data"}``. ``private_data``: the source a private run protects; RUN
+    must not have been trained on it (its weights would carry what the guarantee claims to protect)."""
     run = Path(run)
     where = f"--init {run}"
     if not (run / "config.yaml").is_file():
         raise GanvaeError(f"{where}: not a run folder (no config.yaml); expected a folder made by `ganvae train`")
     theirs = read_config(run)
+    if private_data is not None and _same_images(theirs.data.source, private_data):
+        raise GanvaeError(f"{where}: it was trained on {theirs.data.source}, which holds the images this private run "
+                          f"protects ({private_data}); the guarantee would not cover what its weights learnt from "
+                          "them: start from a run on other (public) images")
     if theirs.model_name != model_name:
         raise GanvaeError(f"{where}: a {theirs.model_name} run, and this run trains {model_name}: expected a run "
                           "of the same model")

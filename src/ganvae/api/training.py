@@ -215,7 +215,8 @@ def _trainer(cfg: RunConfig, splits, out: Path, device: torch.device, world, res
     seed_everything(tc.seed)
     net = build(cfg.model_name, cfg.model).to(device)
     if tc.init is not None and not resume:
-        net.init_record = load_init(net, tc.init, cfg.model_name, cfg.model)
+        net.init_record = load_init(net, tc.init, cfg.model_name, cfg.model,
+                                    private_data=cfg.data.source if cfg.privacy.enabled else None)
     if world.active:
         distributed.broadcast_module(net)
         torch.manual_seed(distributed.rank_seed(tc.seed, world.rank))  # per-rank dropout

@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import GanvaeError
 from ..nets import DCGANGenerator
 from ..nets.conditional import ConditionalGenerator
-from ..nets.pretrained import PerceptualFeatures, perceptual_net_size, perceptual_sizes
+from ..nets.pretrained import PerceptualFeatures, frozen_on, perceptual_net_size, perceptual_sizes
 from ..objectives.merf import class_sum, embedding_distance, features, normalise, perceptual_features, rff_frequencies
 from .base import Batch, GenerativeModel, ModelConfigBase, Phase, check_base, check_betas
 from .conditional import _Conditional, _need_classes, check_embed_dim
@@ -152,11 +152,7 @@ class DPMERF(_Conditional, GenerativeModel):
         w = self.config.feature_weight
         if self.config.features == "rff":
             return features(x, self.W, w)
-        if not self._perceptual:
-            self._perceptual.append(PerceptualFeatures(self.config.net_size(), grid=self.config.feature_grid))
-        net = self._perceptual[0]
-        if next(net.parameters()).device != x.device:
-            net.to(x.device)
+        net = frozen_on(self._perceptual, x.device, self.config.net_size(), self.config.feature_grid)
         with torch.autocast(device_type=x.device.type, enabled=False):
             return perceptual_features(net(x.float()), w)
 

@@ -120,6 +120,17 @@ class PerceptualFeatures(nn.Module):
         return out
 
 
+def frozen_on(cache: list, device: torch.device, size: int, grid: int) -> PerceptualFeatures:
+    """The frozen net a module keeps in ``cache`` (a plain list, so it stays out of the module tree and its state),
+    built on first use and moved to ``device``."""
+    if not cache:
+        cache.append(PerceptualFeatures(size, grid=grid))
+    net = cache[0]
+    if next(net.parameters()).device != device:
+        net.to(device)
+    return net
+
+
 def perceptual_net_size(image_size: int) -> int:
     """The pixels a side the perceptual net sees for ``image_size`` images: rounded up to a multiple of 32."""
     return min(512, max(32, -(-int(image_size) // 32) * 32))
@@ -133,10 +144,11 @@ class FeatureDiscriminator(nn.Module):
 
     Only the two linear layers train, on features that already separate what the images show: under DP-SGD,
     where a D learns its own features from a few thousand noisy steps, that is a head start. (The head is not
-    small: (sum of the pooled widths) x ``hidden`` weights, 344,000 for 28 x 28 images at grid 2, hidden 64.) Images that need no gradient (D's own step) pass the frozen net without a graph, in bfloat16 when
-    ``bf16`` (features to about 3 significant digits; G's step, which back-propagates through it, stays float32).
+    small: (sum of the pooled widths) x ``hidden`` weights, 344,000 for 28 x 28 images at grid 2, hidden 64.)
+    Images that need no gradient (D's own step) pass the frozen net without a graph, in bfloat16 when ``bf16``
+    (features to about 3 significant digits; G's step, which back-propagates through it, stays float32).
     The frozen net is not module state (kept out of the module tree: not in checkpoints, exports or
-    Opacus's per-sample hooks); it is loaded on first use, on the images' device.
+    Opacus's per-sample hooks); it is loaded on first use, on the images' device (:func:`frozen_on`).
     """
 
     def __init__(self, image_size: int, hidden: int = 256, grid: int = 2, spectral_norm: bool = False,
@@ -157,12 +169,7 @@ class FeatureDiscriminator(nn.Module):
         return self.head.in_features
 
     def frozen(self, device: torch.device) -> PerceptualFeatures:
-        if not self._frozen:
-            self._frozen.append(PerceptualFeatures(self.size, grid=self.grid))
-        net = self._frozen[0]
-        if next(net.parameters()).device != device:
-            net.to(device)
-        return net
+        return frozen_on(self._frozen, device, self.size, self.grid)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         net, x = self.frozen(x.device), (x + 1) / 2

@@ -67,8 +67,8 @@ def _option(words: list[str], name: str) -> str | None:
 
 
 def shrink(words: list[str], photos: Path) -> list[str]:
-    """One README command made tiny and fast: mnist -> digits (mnist-5k with --init), ~/photos -> a folder of 80 small PNGs,
-    --steps N -> N // 1000 (keeps a resume's target above the first run's), -n/--n at most 32, --k 8,
+    """One README command made tiny and fast: mnist -> digits (mnist-5k with --init), ~/photos -> a folder of 80
+    small PNGs, --steps N -> N // 1000 (keeps a resume's target above the first run's), -n/--n at most 32, --k 8,
     --eval-every KIMG -> KIMG / 1000 with 32 samples per evaluation, data.n at most 300, --image-size 16;
     every new training run gets tiny widths (tests/helpers.tiny_set, where the README does not set the same key)
     and --quiet; eval gets --n 32 when it has none."""

@@ -77,6 +77,30 @@ def test_interrupt_that_left_an_exec_of_a_string_still_exits_130(tmp_path):
     assert p.stderr.strip() == "ganvae: interrupted"
 
 
+@pytest.mark.parametrize("how", ["set_name", "wrapped"])
+def test_interrupt_that_a_library_turned_into_its_own_error_still_exits_130(tmp_path, how):
+    # Python 3.11 re-raises a KeyboardInterrupt from a descriptor's __set_name__ as a RuntimeError: a Ctrl-C while
+    # torch's import created such a class exited 1 with a traceback on CI. Any error caused by a Ctrl-C is one.
+    body = {"set_name": "    class D:\n        def __set_name__(self, owner, name):\n"
+                        "            raise KeyboardInterrupt\n    class C:\n        x = D()\n",
+            "wrapped": "    try:\n        raise KeyboardInterrupt\n    except KeyboardInterrupt as e:\n"
+                       "        raise ImportError('half imported') from e\n"}[how]
+    (tmp_path / "interrupted_in_lib.py").write_text(
+        "import ganvae.cli as c\ndef parser():\n" + body + "c.build_parser = parser\nraise SystemExit(c.main([]))\n")
+    p = subprocess.run([sys.executable, "-m", "interrupted_in_lib"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 130, (p.returncode, p.stderr[-2000:])
+    assert p.stderr.strip() == "ganvae: interrupted"
+
+
+def test_an_error_not_caused_by_an_interrupt_keeps_its_traceback(tmp_path):
+    (tmp_path / "plain_bug.py").write_text(
+        "import ganvae.cli as c\ndef parser():\n    raise RuntimeError('a bug')\n"
+        "c.build_parser = parser\nraise SystemExit(c.main([]))\n")
+    p = subprocess.run([sys.executable, "-m", "plain_bug"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and "Traceback" in p.stderr and "RuntimeError: a bug" in p.stderr
+
+
 def _finished_run(tmp_path, steps=6):
     out = tmp_path / "run"
     cli("train", "--model", "dcgan", "--data", "digits", "--steps", steps, "--batch-size", 16, "--out", out,

@@ -96,25 +96,43 @@ def _main(argv: list[str] | None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         return args.func(args)
-    except GanvaeError as e:
-        print(f"ganvae: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt as e:
-        signum = getattr(e, "signum", signal.SIGINT)
-        print("ganvae: interrupted" + ("" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"),
-              file=sys.stderr)
-        _forget_unhandled_interrupt()
-        return 128 + signum
-    except BrokenPipeError:  # `ganvae info RUN | head`: the reader left; no traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
-    except OSError as e:  # a full or read-only disk, a missing folder: the file and the cause, one line
-        if e.filename is None and e.errno is None:
-            raise
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"ganvae: error: {where}{e.strerror or e}", file=sys.stderr)
-        return 2
+    except (KeyboardInterrupt, Exception) as e:  # SystemExit (--help, usage errors) passes through
+        interrupt = _interrupt_behind(e)
+        if interrupt is not None:
+            return _interrupted(interrupt)
+        if isinstance(e, GanvaeError):
+            print(f"ganvae: error: {e}", file=sys.stderr)
+            return e.exit_code
+        if isinstance(e, BrokenPipeError):  # `ganvae info RUN | head`: the reader left; no traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        if isinstance(e, OSError) and (e.filename is not None or e.errno is not None):
+            # a full or read-only disk, a missing folder: the file and the cause, one line
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"ganvae: error: {where}{e.strerror or e}", file=sys.stderr)
+            return 2
+        raise
 
+
+def _interrupt_behind(e: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or start-up SIGTERM/SIGHUP) that caused ``e``: itself, or one in its cause/context chain. A signal
+    that lands while a library runs code it wraps turns into that library's error: Python 3.11 re-raises a
+    KeyboardInterrupt from a descriptor's ``__set_name__`` (torch's import creates such classes) as a RuntimeError."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _interrupted(e: KeyboardInterrupt) -> int:
+    signum = getattr(e, "signum", signal.SIGINT)
+    print("ganvae: interrupted" + ("" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"),
+          file=sys.stderr)
+    _forget_unhandled_interrupt()
+    return 128 + signum
 
 if __name__ == "__main__":
     raise SystemExit(main())

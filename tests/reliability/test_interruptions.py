@@ -93,6 +93,28 @@ def test_interrupt_that_a_library_turned_into_its_own_error_still_exits_130(tmp_
     assert p.stderr.strip() == "ganvae: interrupted"
 
 
+@pytest.mark.parametrize("sig,ignored", [("SIGINT", False), ("SIGTERM", False), ("SIGINT", True)])
+def test_a_signal_during_the_imports_waits_for_them_to_finish(tmp_path, sig, ignored):
+    # torch's import can swallow a Ctrl-C ("Exception ignored in ...") or wrap it: the CLI holds stop signals
+    # while it imports and acts on them after; an ignored signal (nohup, `cmd &`) stays ignored
+    (tmp_path / "signal_in_import.py").write_text(
+        "import argparse, os, pathlib, signal, ganvae.cli as c\n"
+        f"if {ignored}: signal.signal(signal.{sig}, signal.SIG_IGN)\n"
+        "def parser():\n"
+        f"    os.kill(os.getpid(), signal.{sig})\n"
+        "    pathlib.Path('imported').write_text('')\n"
+        "    p = argparse.ArgumentParser()\n    p.set_defaults(func=lambda a: 0)\n    return p\n"
+        "c.build_parser = parser\nraise SystemExit(c.main([]))\n")
+    p = subprocess.run([sys.executable, "-m", "signal_in_import"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert (tmp_path / "imported").exists()  # the import ran to its end
+    if ignored:
+        assert p.returncode == 0 and p.stderr == ""
+    else:
+        assert p.returncode == CODES[getattr(signal, sig)], (p.returncode, p.stderr[-2000:])
+        assert p.stderr.strip().startswith("ganvae: interrupted") and "Traceback" not in p.stderr
+
+
 def test_an_error_not_caused_by_an_interrupt_keeps_its_traceback(tmp_path):
     (tmp_path / "plain_bug.py").write_text(
         "import ganvae.cli as c\ndef parser():\n    raise RuntimeError('a bug')\n"

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     try:
-        parser = build_parser()
+        parser = _while_deferring_stop_signals(build_parser)
         args = parser.parse_args(argv)
         return args.func(args)
     except (KeyboardInterrupt, Exception) as e:  # SystemExit (--help, usage errors) passes through
@@ -112,6 +112,31 @@ def _main(argv: list[str] | None) -> int:
             print(f"ganvae: error: {where}{e.strerror or e}", file=sys.stderr)
             return 2
         raise
+
+
+def _while_deferring_stop_signals(fn):
+    """Run ``fn`` (the imports: torch and ours) with Ctrl-C, SIGTERM and SIGHUP held until it returns: a signal that
+    lands inside an import can be swallowed ("Exception ignored in ...") or leave half-made modules. A second signal
+    while held acts at once, for an import that hangs."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn()
+    pending: list[int] = []
+
+    def hold(signum, frame):
+        if pending:
+            raise KeyboardInterrupt() if signum == signal.SIGINT else Interrupted(signum)
+        pending.append(signum)
+
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # an ignored one (nohup, `cmd &`) stays ignored
+    old = {sig: signal.signal(sig, hold) for sig in sigs if signal.getsignal(sig) is not signal.SIG_IGN}
+    try:
+        result = fn()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if pending:
+        raise KeyboardInterrupt() if pending[0] == signal.SIGINT else Interrupted(pending[0])
+    return result
 
 
 def _interrupt_behind(e: BaseException) -> KeyboardInterrupt | None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..errors import GanvaeError
 
 ACCOUNTANTS = ("rdp", "prv")
+CLIPPINGS = ("auto", "ghost", "per-sample")
 DEFAULT_DELTA = 1e-5
 MAX_EPSILON = 1000.0  # a target above this protects nothing; calibrating for it takes unbounded time
 
@@ -24,6 +25,9 @@ class PrivacyConfig:
     accountant: str = "rdp"                # rdp (Renyi DP, the moments accountant) or prv (tighter, slower)
     clip_fakes: bool = False               # GANs: clip each generated image's D gradient to max_grad_norm too
                                            # (uncharged, no noise; Bie et al. 2023); false: added unclipped
+    clipping: str = "auto"                 # per-sample gradient clipping: ghost (no per-sample gradients; private
+                                           # nets of Linear/Embedding layers only), per-sample (Opacus's hooks),
+                                           # auto: ghost where it applies; the same sums either way
 
     @property
     def enabled(self) -> bool:
@@ -51,6 +55,8 @@ class PrivacyConfig:
                               f"got {self.max_grad_norm:g}")
         if self.accountant not in ACCOUNTANTS:
             raise GanvaeError(f"privacy.accountant {self.accountant!r}: expected one of {', '.join(ACCOUNTANTS)}")
+        if self.clipping not in CLIPPINGS:
+            raise GanvaeError(f"privacy.clipping {self.clipping!r}: expected one of {', '.join(CLIPPINGS)}")
         if not self.enabled and self.delta is not None:
             raise GanvaeError("privacy.delta (--dp-delta) needs privacy.epsilon (--dp-epsilon) or "
                               "privacy.noise_multiplier (--dp-noise-multiplier)")

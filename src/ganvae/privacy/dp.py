@@ -57,6 +57,8 @@ from ..models import Batch
 from ..training.plugins import TrainerPlugin
 from .accounting import calibrate, epsilon_for, extend_history, make_accountant, steps_within
 from .config import PrivacyConfig
+from .ghost import GhostClipper
+from .ghost import unsupported as ghost_unsupported
 
 # Opacus hooks the first layer too, whose input (the images) needs no gradient; harmless.
 warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with respect "
@@ -113,6 +115,7 @@ class PoissonStream:
 
 def _dp_optimizer_class():
     from opacus.optimizers import DPOptimizer
+    from opacus.optimizers.optimizer import _generate_noise
 
     class PhaseDPOptimizer(DPOptimizer):
         """DPOptimizer whose step, after clipping and noising the private gradient, adds the engine's
@@ -128,6 +131,20 @@ def _dp_optimizer_class():
                 return None
             self.engine._after_private_gradient()
             return self.original_optimizer.step()
+
+        def pre_step(self, closure=None):
+            """With ghost clipping the clipped sum comes from the engine's recorder, not from per-sample
+            gradients; the noise (same draws as Opacus's ``add_noise``), the scaling and the accounting follow."""
+            ghost = self.engine.ghost
+            if ghost is None:
+                return super().pre_step(closure)
+            for p, s in zip(self.params, ghost.clipped_sum(self.params)):
+                noise = _generate_noise(std=self.noise_multiplier * self.max_grad_norm, reference=s,
+                                        generator=self.generator, secure_mode=self.secure_mode)
+                p.grad = ((s + noise) / self.expected_batch_size).view_as(p)
+            self.engine.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.engine.sample_rate)
+            self._is_last_step_skipped = False
+            return True
 
     return PhaseDPOptimizer
 
@@ -157,6 +174,7 @@ class DPPlugin(TrainerPlugin):
         self._pending_grads: list[torch.Tensor] | None = None  # or its clipped per-sample sum (clip_fakes)
         self._eps_cache: dict[tuple, float] = {}
         self._budget_total: int | None = None
+        self.ghost: GhostClipper | None = None  # set when the private nets are clipped without per-sample grads
 
     # -------------------------------------------------------------- construction
     def attach(self, trainer) -> None:
@@ -185,10 +203,14 @@ class DPPlugin(TrainerPlugin):
         for mod in holder.modules():  # in-place activations break Opacus's backward hooks; same numbers
             if getattr(mod, "inplace", False):
                 mod.inplace = False
-        try:
-            self.gsm = GradSampleModule(holder)
-        except NotImplementedError as e:
-            raise GanvaeError(f"privacy: the {ph.name} networks cannot be privatised: {str(e)[:200]}") from None
+        mode = self.privacy.clipping
+        if mode == "ghost" or (mode == "auto" and ghost_unsupported(holder) is None):
+            self.gsm = self.ghost = GhostClipper(holder, self.privacy.max_grad_norm)
+        else:
+            try:
+                self.gsm = GradSampleModule(holder)
+            except NotImplementedError as e:
+                raise GanvaeError(f"privacy: the {ph.name} networks cannot be privatised: {str(e)[:200]}") from None
         self.gsm.disable_hooks()  # on only for the private forward and backward
         self.private_steps_per_step = ph.repeats
         self.planned_steps = self.cfg.steps * ph.repeats
@@ -254,14 +276,23 @@ class DPPlugin(TrainerPlugin):
         private data. Runs before the real half, so Opacus's hooks see one batch at a time."""
         params = self.optimizer.params
         saved = [p.grad for p in params]
+        for p in params:  # the last step's real per-sample gradients are still there: Opacus would append to them
+            p.grad_sample = None
         self.gsm.enable_hooks()
         terms = fake_half(self.cfg.batch_size, gen)
         terms["loss"].backward()
         self.gsm.disable_hooks()
-        samples = [torch.cat(p.grad_sample) if isinstance(p.grad_sample, list) else p.grad_sample for p in params]
-        norms = torch.stack([g.reshape(len(g), -1).norm(2, dim=1) for g in samples], dim=1).norm(2, dim=1)
-        factor = (self.privacy.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
-        self._pending_grads = [torch.einsum("i,i...", factor.to(g.dtype), g) / self.cfg.batch_size for g in samples]
+        if self.ghost is not None:
+            sums = self.ghost.clipped_sum(params)
+        else:
+            samples = [torch.cat(p.grad_sample) if isinstance(p.grad_sample, list) else p.grad_sample
+                       for p in params]
+            if any(len(g) != self.cfg.batch_size for g in samples):  # only this pass's generated images
+                raise RuntimeError("privacy.clip_fakes: per-sample gradients of other images in the generated half")
+            norms = torch.stack([g.reshape(len(g), -1).norm(2, dim=1) for g in samples], dim=1).norm(2, dim=1)
+            factor = (self.privacy.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+            sums = [torch.einsum("i,i...", factor.to(g.dtype), g) for g in samples]
+        self._pending_grads = [s / self.cfg.batch_size for s in sums]
         for p, g in zip(params, saved):
             p.grad, p.grad_sample = g, None
         return {k: v.detach() for k, v in terms.items()}
@@ -342,6 +373,7 @@ class DPPlugin(TrainerPlugin):
             "max_grad_norm": p.max_grad_norm,
             "sample_rate": self.sample_rate,
             "sampling": "poisson",
+            "clipping": "ghost (no per-sample gradients)" if self.ghost is not None else "per-sample (Opacus hooks)",
             "steps": self.private_steps(),
             "private": (f"{', '.join(self.private_modules)} (real-data half of its loss; the generated half and "
                         "the other networks are not charged)" if self.halves else ", ".join(self.private_modules)),
@@ -388,7 +420,7 @@ def summary_text(s: dict[str, Any]) -> list[str]:
         f"privacy: ({s['epsilon']:.4g}{target}, {s['delta']:g})-DP, {s['accountant']} accountant",
         f"  noise multiplier {s['noise_multiplier']:.4g} ({s.get('noise_multiplier_source', '')}), clipping norm "
         f"{s['max_grad_norm']:g}, {s.get('sampling', 'poisson')} sample rate {s['sample_rate']:.4g}, "
-        f"{s['steps']} private steps",
+        f"{s['steps']} private steps" + (f", {s['clipping'].split(' (')[0]} clipping" if s.get("clipping") else ""),
         f"  private: {s.get('private')}" + (f"; {s['norm']}" if s.get("norm") else ""),
     ] + ([f"  {s['d_steps_per_g_step']} D steps per G step; generated half {s.get('generated_half')}"]
          if s.get("d_steps_per_g_step") else [])

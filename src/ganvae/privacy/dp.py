@@ -32,6 +32,10 @@ multiplier is calibrated by :func:`opacus.accountants.utils.get_noise_multiplier
 planned number of D steps (``train.steps * model.d_steps``) and then kept fixed (it is in the
 checkpoint, so a resume with more steps continues with the same sigma until the budget stops it).
 
+Clipping (``privacy.clipping``): Opacus's per-sample gradients, or, for private nets made only of Linear and
+Embedding layers, :mod:`ganvae.privacy.ghost`'s clipped sums without per-sample gradients (``auto`` picks it where
+it applies); the optimizer's noise, scaling and accounting are the same either way.
+
 BatchNorm mixes the samples of a batch and is not private: D's ``model.d_norm=batch`` (the
 dcgan default) becomes ``group`` (the config option, so the export rebuilds the same net);
 Opacus's ``ModuleValidator.validate`` must then find nothing in the privatised modules.

@@ -3,8 +3,8 @@
     OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python benchmarks/dp_clipping.py \
         --results benchmarks/results/dp-clipping.md
 
-For each model (its default config but for the row's overrides; MNIST-sized, 28 x 28 x 1, 10 classes, batch 128, epsilon-style noise sigma 1, C = 1, and
-``privacy.clip_fakes`` where the model row says so), two trainers from the same seed, one per
+For each model (its default config but for the row's overrides; MNIST-sized, 28 x 28 x 1, 10 classes, batch
+128, noise sigma 1, C = 1, and ``privacy.clip_fakes`` where the row says so), two trainers from the same seed, one per
 ``privacy.clipping`` mode, take turns: blocks of ``--block`` steps, ``--rounds`` times, after ``--warmup``
 steps each. Reported: the median seconds per training step (one G step and its D steps) of each mode, their
 ratio, and the largest difference between the two modes' weights after the same steps (the sums are equal up to

@@ -255,7 +255,9 @@ def protocol(args, rows: list[dict]) -> str:
            "Opacus DP-SGD " + ("on the whole model" if ganvae.models.MODELS.get(args.model).model_class.family
                                == "vae" else "on D's real-data term only (G and the fake term are post-processing, "
                                "not charged); D/G steps = D steps per G step")
-           + f", Poisson sample rate {args.batch_size}/{n_train}, clipping norm {args.max_grad_norm:g}, noise "
+           + f", Poisson sample rate {args.batch_size}/{n_train}, clipping norm {args.max_grad_norm:g} (per-sample "
+           "clipping as `privacy.clipping` says, by default ghost clipping where the private nets are Linear/Embedding "
+           "only, else Opacus's per-sample gradients; the same sums), noise "
            "multiplier calibrated for the planned steps " + ("(`--steps`)" if args.steps else
                                                             "(as many as a short probe says fit the budget)"))
     clf = rows[0].get("classifier") if rows else None

@@ -99,7 +99,9 @@ def test_a_signal_during_the_imports_waits_for_them_to_finish(tmp_path, sig, ign
     # while it imports and acts on them after; an ignored signal (nohup, `cmd &`) stays ignored
     (tmp_path / "signal_in_import.py").write_text(
         "import argparse, os, pathlib, signal, ganvae.cli as c\n"
-        f"if {ignored}: signal.signal(signal.{sig}, signal.SIG_IGN)\n"
+        # as a terminal would have it (a shell's background job inherits SIGINT ignored), or ignored on purpose
+        f"signal.signal(signal.{sig}, signal.SIG_IGN if {ignored} else "
+        f"{'signal.default_int_handler' if sig == 'SIGINT' else 'signal.SIG_DFL'})\n"
         "def parser():\n"
         f"    os.kill(os.getpid(), signal.{sig})\n"
         "    pathlib.Path('imported').write_text('')\n"

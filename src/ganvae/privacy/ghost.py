@@ -65,17 +65,14 @@ class GhostClipper:
         self.layers = _layers(net)
         self.enabled = False
         self.records: dict[nn.Module, list] = {}
-        self._handles = [m.register_forward_hook(self._record) for m in self.layers]
+        for m in self.layers:
+            m.register_forward_hook(self._record)
 
     def enable_hooks(self) -> None:
         self.enabled = True
 
     def disable_hooks(self) -> None:
         self.enabled = False
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
 
     def _record(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
         if not self.enabled or not torch.is_grad_enabled() or not output.requires_grad:

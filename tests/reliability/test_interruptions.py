@@ -117,6 +117,17 @@ def test_a_signal_during_the_imports_waits_for_them_to_finish(tmp_path, sig, ign
         assert p.stderr.strip().startswith("ganvae: interrupted") and "Traceback" not in p.stderr
 
 
+def test_a_known_error_after_a_ctrl_c_keeps_its_message(tmp_path):
+    # saving after a Ctrl-C hit a full disk: the user must learn that, not just "interrupted"
+    (tmp_path / "full_after_interrupt.py").write_text(
+        "import errno, ganvae.cli as c\ndef parser():\n    try:\n        raise KeyboardInterrupt\n"
+        "    except KeyboardInterrupt:\n        raise OSError(errno.ENOSPC, 'No space left on device', 'run/ckpt.pt')\n"
+        "c.build_parser = parser\nraise SystemExit(c.main([]))\n")
+    p = subprocess.run([sys.executable, "-m", "full_after_interrupt"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2 and p.stderr.strip() == "ganvae: error: run/ckpt.pt: No space left on device"
+
+
 def test_an_error_not_caused_by_an_interrupt_keeps_its_traceback(tmp_path):
     (tmp_path / "plain_bug.py").write_text(
         "import ganvae.cli as c\ndef parser():\n    raise RuntimeError('a bug')\n"

@@ -97,9 +97,8 @@ def _main(argv: list[str] | None) -> int:
         args = parser.parse_args(argv)
         return args.func(args)
     except (KeyboardInterrupt, Exception) as e:  # SystemExit (--help, usage errors) passes through
-        interrupt = _interrupt_behind(e)
-        if interrupt is not None:
-            return _interrupted(interrupt)
+        if isinstance(e, KeyboardInterrupt):
+            return _interrupted(e)
         if isinstance(e, GanvaeError):
             print(f"ganvae: error: {e}", file=sys.stderr)
             return e.exit_code
@@ -111,6 +110,9 @@ def _main(argv: list[str] | None) -> int:
             where = f"{e.filename}: " if e.filename else ""
             print(f"ganvae: error: {where}{e.strerror or e}", file=sys.stderr)
             return 2
+        interrupt = _interrupt_behind(e)  # an unexpected error that a Ctrl-C caused (a known one, such as a full
+        if interrupt is not None:          # disk while saving after it, keeps its own message above)
+            return _interrupted(interrupt)
         raise
 
 

@@ -1,23 +1,29 @@
-"""Quality against wall-clock: the default GAN and VAE on `mnist`, scored after fixed training budgets.
+"""Quality against wall-clock: the default GAN and VAE on `mnist` (or any data), scored after fixed training budgets.
 
     .venv/bin/python benchmarks/quality.py                          # 2, 5, 15 minutes on this machine's CPU
     .venv/bin/python benchmarks/quality.py --budgets 2,5 --models dcgan
     .venv/bin/python benchmarks/quality.py --device cuda --budgets 1,3 --results benchmarks/results/quality-gpu.md
     .venv/bin/python benchmarks/quality.py --models sc-dcgan,dcgan,reference-gan --budgets 10 --grids DIR
     .venv/bin/python benchmarks/quality.py --models sc-dcgan --budgets 60 --runs DIR --resume  # continue DIR's run
+    .venv/bin/python benchmarks/photos.py /tmp/photos.npz && .venv/bin/python benchmarks/quality.py \
+        --data npz:/tmp/photos.npz --n 1000 --models dcgan,dcgan-resize,resgan,vae --budgets 15  # colour photos
 
 Models: ganvae's registered ones listed in MODELS below, and ``reference-gan``: PyTorch's DCGAN tutorial loop
 (benchmarks/reference.py: per-item transforms, BCELoss on a sigmoid, batch 128) over ``dcgan``'s networks, timed
-the same way (its steps only). ``--grids DIR``: a PNG of 64 samples per model and budget.
+the same way (its steps only); variants of a registered model under their own names (``dcgan-resize``:
+``dcgan`` with ``model.g_upsample=nearest``). ``--grids DIR``: a PNG of 64 samples per model and budget.
 
 Each model trains once; the budgets are cumulative stops of the same run (train to the first
 budget, score, resume exactly to the next, score, ...), so the 5-minute score is what a
 5-minute run gives. The time counted is training time only (checkpoints and grids included,
 scoring not). Protocol of every score: ``ganvae eval`` with ``--n N`` generated samples against
-N images of the MNIST test split, features from the shipped digit classifier (``mnist``), latent
-seed 0; floor = N real *train* images in place of samples, ceiling = the untrained generator.
-The VAE trains and is scored on dynamically binarised MNIST (``data.binarize=true``), so its
-ELBO and importance-weighted bound are comparable with Burda et al. (2016).
+N images of the data's test split, features by ``--feature-net auto`` (on MNIST the shipped digit
+classifier, ``mnist``; on other data the net ``auto`` picks and says why, EfficientNet-Lite0 for colour
+photos), latent seed 0; floor = N real *train* images in place of samples, ceiling = the untrained
+generator; pixel spectra (``spectrum``: blur and checkerboard) beside the feature scores. On MNIST the
+VAEs train and are scored on dynamically binarised images (``data.binarize=true``), so their ELBO and
+importance-weighted bound are comparable with Burda et al. (2016); on other data (``--binarize auto``)
+they see the images as they are.
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -41,23 +46,50 @@ from ganvae.export import save_model
 from ganvae.images import save_grid
 from ganvae.models import MODELS as REGISTRY, build, standing_stats
 from ganvae.training import checkpoint as ckpt
+from ganvae.util.cpu import cpu_bf16, model_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import TutorialGAN  # noqa: E402
 
-# the default GAN and VAE; the VAE on binarised digits (the likelihood protocol)
+# the default GAN and VAE and their rivals; "model": the registered model of a variant (default: the name);
+# "binarize": trains on binarised images where the data is MNIST (the likelihood protocol)
+METRICS = "fid,kid,pr,dc,is,spectrum"
 MODELS = {
-    "dcgan": {"set": [], "metrics": "fid,kid,pr,dc,is"},
-    "vae": {"set": ["data.binarize=true"], "metrics": "fid,kid,pr,dc,is"},
-    "cdcgan": {"set": [], "metrics": "fid,kid,pr,dc,is,cacc"},  # the conditional DCGAN, for the same budgets
-    "resgan": {"set": [], "metrics": "fid,kid,pr,dc,is"},  # the R3GAN-style model, candidate default GAN
-    "iwae": {"set": ["data.binarize=true"], "metrics": "fid,kid,pr,dc,is"},  # the likelihood models
-    "vamp-vae": {"set": ["data.binarize=true"], "metrics": "fid,kid,pr,dc,is"},
-    "sc-dcgan": {"set": [], "metrics": "fid,kid,pr,dc,is"},  # self-conditioned: clusters of the data, no labels
+    "dcgan": {"set": []},
+    "dcgan-resize": {"model": "dcgan", "set": ["model.g_upsample=nearest"]},  # resize-convolution G
+    "vae": {"set": [], "binarize": True},
+    "vae-gan": {"set": []},
+    "cdcgan": {"set": [], "metrics": METRICS + ",cacc"},  # the conditional DCGAN, for the same budgets
+    "resgan": {"set": []},  # the R3GAN-style model, candidate default GAN
+    "iwae": {"set": [], "binarize": True},  # the likelihood models
+    "vamp-vae": {"set": [], "binarize": True},
+    "sc-dcgan": {"set": []},  # self-conditioned: clusters of the data, no labels
+    "sc-dcgan-resize": {"model": "sc-dcgan", "set": ["model.g_upsample=nearest"]},
     # PyTorch's DCGAN tutorial loop (benchmarks/reference.py) over dcgan's default networks, batch 128
-    "reference-gan": {"set": [], "metrics": "fid,kid,pr,dc,is"},
+    "reference-gan": {"set": []},
 }
-SHOW = ["fid", "kid", "precision", "recall", "density", "coverage", "is", "cacc", "elbo", "nll", "nll_bits_per_dim"]
+SHOW = ["fid", "kid", "precision", "recall", "density", "coverage", "is", "cacc", "spectral_distance",
+        "checkerboard", "elbo", "nll", "nll_bits_per_dim"]
+
+
+def metrics_for(name: str, args) -> str:
+    """``name``'s metrics; without ``is`` where the feature net ``auto`` picks for the data has no classifier."""
+    from ganvae.metrics.evaluate import pick_feature_net
+    from ganvae.metrics.features import get_feature_net
+
+    metrics = MODELS[name].get("metrics", METRICS)
+    if not hasattr(args, "feature_net"):  # once per data set
+        args.feature_net = pick_feature_net(load_data(DataConfig(source=args.data)), device=args.device)
+    if get_feature_net(args.feature_net, args.device).num_classes is None:
+        metrics = ",".join(m for m in metrics.split(",") if m != "is")
+    return metrics
+
+
+def model_sets(name: str, args) -> list[str]:
+    """The --set strings of ``name``'s run: its variant's, binarised data where asked and allowed, then --set."""
+    spec = MODELS[name]
+    binarize = args.binarize == "on" or (args.binarize == "auto" and args.data == "mnist")
+    return spec["set"] + (["data.binarize=true"] if spec.get("binarize") and binarize else []) + args.set
 
 
 class ReferenceRun:
@@ -95,7 +127,8 @@ def train_chunk(name: str, run: Path, fresh: bool, chunk: float, args, spec, ref
         return {"step": ref.steps, "images_seen": ref.images, "train_seconds": ref.seconds}
     kw = dict(steps=10**9, max_minutes=chunk, progress=False, log=lambda *a: None, device=args.device)
     if fresh:
-        ganvae.train(name, args.data, out=run, overwrite=True, seed=args.seed, set=spec["set"] + args.set, **kw)
+        ganvae.train(spec.get("model", name), args.data, out=run, overwrite=True, seed=args.seed,
+                     set=model_sets(name, args), **kw)
     else:
         ganvae.train(out=run, resume=True, **kw)
     return ckpt.load_state(run / "checkpoints" / "latest.pt")
@@ -121,9 +154,9 @@ def bench_model(name: str, budgets: list[float], args) -> list[dict]:
         if args.grids:  # 64 samples of the exported generator (EMA for ours), latent seed 0
             save_grid(ganvae.load(run).sample(64, seed=0), Path(args.grids) / f"{name}-{budget:g}min.png", nrow=8)
         t0 = time.perf_counter()
-        recs = evaluate(run, spec["metrics"], n=args.n, seed=0, baselines=(i == 0), device=args.device,
+        recs = evaluate(run, metrics_for(name, args), n=args.n, seed=0, baselines=(i == 0), device=args.device,
                         kid_subset_size=min(1000, args.n), log=None)
-        if name in REGISTRY.names() and REGISTRY.get(name).model_class.has_likelihood:
+        if ref is None and REGISTRY.get(spec.get("model", name)).model_class.has_likelihood:
             recs += evaluate(run, "nll", n=args.nll_n, k=args.nll_k, seed=0, baselines=(i == 0),
                              device=args.device, log=None)
         eval_s = time.perf_counter() - t0
@@ -140,10 +173,33 @@ def fmt(v) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
+def protocol(all_rows: dict[str, list[dict]], args) -> str:
+    """The protocol paragraph, from what the records say (feature net, reference split, sizes)."""
+    fid = next((r["scores"]["fid"] for rows in all_rows.values() for r in rows if "fid" in r["scores"]), {})
+    net, why = fid.get("feature_net", "?"), fid.get("feature_net_reason")
+    text = (f"Protocol: `ganvae eval` scores the exported generator (EMA for the GAN) with n = {args.n} samples "
+            f"(latent seed 0) against {fid.get('n_reference', args.n)} *{fid.get('reference_split', 'test')}* "
+            f"images of `{args.data}`; features from the `{net}` feature net (`--feature-net auto`"
+            + (f": {why}" if why else "") + "). FID: Frechet distance of Gaussian fits; KID: unbiased MMD^2 with "
+            "the cubic kernel, subsets of up to 1000; precision/recall and density/coverage: k = 5 nearest "
+            "neighbours; IS (where the net has a classifier): exp E KL(p(y|x) || p(y)). spectral_distance: mean "
+            "|log10| ratio of the radially averaged pixel power spectra of samples and test images (0: the same; "
+            "blur lowers the outer rings, upsampling artefacts raise them); checkerboard: the samples' share of "
+            "power at the period-2 frequencies over the test images' (about 1 for real images). Floor: the same "
+            "metric with real train images in place of samples; ceiling: the untrained generator (same config and "
+            "seed). Budgets are cumulative stops of one run (exact resume), training time only.")
+    if any("nll" in r["scores"] for rows in all_rows.values() for r in rows):
+        binarised = args.binarize == "on" or (args.binarize == "auto" and args.data == "mnist")
+        text += (f" VAE likelihood: ELBO and L_k with k = {args.nll_k} on {args.nll_n} test images, in nats"
+                 + (" on dynamically binarised images (Bernoulli decoder), test images binarised once with a "
+                    "fixed seed (Burda et al. 2016, k = 5000: VAE 86.76, IWAE k=50 84.78)." if binarised else "."))
+    return text
+
+
 def write_md(path: Path, all_rows: dict[str, list[dict]], args, started: str, load: tuple, seconds: float) -> None:
     dev = (torch.cuda.get_device_name(0) if args.device.startswith("cuda") and torch.cuda.is_available()
-           else f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
-                f"{torch.get_num_threads()} torch threads")
+           else f"CPU {model_name()}, {os.cpu_count()} cores"
+                f"{' with' if cpu_bf16() else ' without'} bf16 instructions, {torch.get_num_threads()} torch threads")
     lines = [
         f"# Quality against wall-clock on `{args.data}` ({dev})",
         "",
@@ -151,23 +207,14 @@ def write_md(path: Path, all_rows: dict[str, list[dict]], args, started: str, lo
         f"Started {started} UTC; ganvae {ganvae.__version__}, torch {torch.__version__}; "
         f"load average before/after {load[0]:.2f}/{os.getloadavg()[0]:.2f}; total {seconds / 60:.1f} min.",
         "",
-        "Protocol: `ganvae eval` scores the exported generator (EMA for the GAN) with "
-        f"n = {args.n} samples (latent seed 0) against {args.n} MNIST *test* images; features and class "
-        "outputs from the shipped digit classifier (`mnist`, 128-d penultimate layer, 99.61% test accuracy). "
-        "FID: Frechet distance of Gaussian fits; KID: unbiased MMD^2 with the cubic kernel, "
-        "subsets of 1000; precision/recall and density/coverage: k = 5 nearest neighbours; "
-        "IS: exp E KL(p(y|x) || p(y)) from the digit classifier (10 is the maximum). "
-        "Floor: the same metric with real train images in place of samples; ceiling: the untrained generator "
-        "(same config and seed). Budgets are cumulative stops of one run (exact resume), training time only. "
-        f"VAE likelihood: dynamically binarised MNIST (Bernoulli decoder), test images binarised once with a "
-        f"fixed seed, ELBO and L_k with k = {args.nll_k} on {args.nll_n} test images, in nats "
-        "(Burda et al. 2016, k = 5000: VAE 86.76, IWAE k=50 84.78).",
+        protocol(all_rows, args),
         "",
     ]
     for name, rows in all_rows.items():
         keys = [k for k in SHOW if k in rows[0]["scores"]]
         first = rows[0]["scores"]
-        cfg = " ".join(MODELS[name]["set"] + args.set) or "defaults"
+        cfg = " ".join(([MODELS[name]["model"]] if "model" in MODELS[name] else []) + model_sets(name, args))
+        cfg = cfg or "defaults"
         lines += [f"## `{name}` ({cfg})", "",
                   "| budget (min) | train s | steps | kimg | " + " | ".join(keys) + " |",
                   "|---" * (4 + len(keys)) + "|"]
@@ -201,7 +248,9 @@ def main() -> None:
     p.add_argument("--nll-k", type=int, default=100, help="importance samples for the VAE bound")
     p.add_argument("--nll-n", type=int, default=10000, help="test images for the VAE bound")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", action="append", default=[], help="extra KEY=VALUE for both models")
+    p.add_argument("--set", action="append", default=[], help="extra KEY=VALUE for every model")
+    p.add_argument("--binarize", choices=("auto", "on", "off"), default="auto",
+                   help="the VAEs on binarised images: auto = only on mnist (the likelihood protocol)")
     p.add_argument("--runs", default="benchmarks/runs/quality", help="where the runs go (not committed)")
     p.add_argument("--results", default="benchmarks/results/quality-run.md",
                    help="Markdown (and .json) of this run (quality.md is the hand-kept summary of several)")

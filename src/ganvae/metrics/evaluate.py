@@ -205,8 +205,8 @@ def _score(m: str, sides: dict[str, EvalInputs], protocol: dict, k: int, binariz
             "lower_is_better": lower,
             "reading": read_score(key, value, real, unt, lower) if key in spec.headlines() else None,
             **protocol,
-            "feature_net": protocol["feature_net"] if spec.uses != "model" else None,
-            "feature_net_reason": protocol["feature_net_reason"] if spec.uses != "model" else None,
+            "feature_net": protocol["feature_net"] if spec.uses not in ("model", "images") else None,
+            "feature_net_reason": protocol["feature_net_reason"] if spec.uses not in ("model", "images") else None,
             "n_generated": protocol["n_generated"] if spec.uses != "model" else 0,
             **({"kid_subset_size": opts["kid_subset_size"]} if m == "kid" else {}),
             "protocol": spec.summary + note,
@@ -264,7 +264,7 @@ class TrainingEvaluator:
         self.primary = self.spec.keys[0]
         self.lower_is_better = self.spec.lower_is_better[0]
         net, self.feature_choice = None, None
-        if self.spec.uses != "model":  # the same rule as `ganvae eval` (featnet_auto), checked once per run
+        if self.spec.uses not in ("model", "images"):  # ganvae eval's rule (featnet_auto), once per run
             net, self.feature_choice = resolve(feature_net, splits.meta, *labelled_reference(splits), device=device)
         self.ref, self.opts = reference(splits, "test", n, seed, net, k=100, binarize=binarize)
         check([metric], model, self.opts)

@@ -66,7 +66,7 @@ class Metric:
     compute: Callable[[EvalInputs], dict[str, float]]
     keys: tuple[str, ...]      # the values it returns, in print order
     lower_is_better: tuple[bool, ...]
-    uses: str                  # "features", "logits" or "model"
+    uses: str                  # "features", "logits", "conditional", "model" or "images" (pixels only)
     summary: str
     check: Callable[[object, dict], None] | None = None  # (model, opts): raises before any scoring if it cannot run
     headline: tuple[str, ...] | None = None  # keys read out in words after the table (None: all but *_std)
@@ -196,6 +196,17 @@ METRICS.add("nll", Metric(_nll, ("elbo", "nll", "nll_bits_per_dim"), (False, Tru
                           "VAE: held-out ELBO and importance-weighted bound L_k (Burda et al. 2016)",
                           check=_nll_check, headline=("elbo", "nll")))
 
+
+def _spectrum(x: EvalInputs):
+    from .spectrum import checkerboard, spectral_distance
+    return {"spectral_distance": spectral_distance(x.gen.images, x.ref.images),
+            "checkerboard": checkerboard(x.gen.images, x.ref.images)}
+
+
+METRICS.add("spectrum", Metric(_spectrum, ("spectral_distance", "checkerboard"), (True, True), "images",
+                               "pixel power spectra against the reference: mean |log10| ratio over frequency "
+                               "rings (blur, artefacts), and the period-2 (checkerboard) power share over the "
+                               "reference's"))
 
 def _codes_and_factors(x: EvalInputs, metric: str):
     from .mig import encode_means

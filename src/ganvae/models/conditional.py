@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GanvaeError
-from ..nets import ConvDecoder, ConvEncoder, DCGANGenerator
+from ..nets import ConvDecoder, ConvEncoder
 from ..nets.conditional import (ConditionalDecoder, ConditionalEncoder, ConditionalGenerator,
                                 ProjectionDiscriminator)
 from ..objectives import LIKELIHOODS
@@ -92,8 +92,7 @@ class CondDCGANConfig(DCGANConfig):
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         c = _need_classes(self, "cdcgan")
-        G = DCGANGenerator(self.latent_dim + self.embed_dim, self.channels, self.image_size, self.g_width,
-                           self.max_width, self.g_norm)
+        G = self.build_g(self.latent_dim + self.embed_dim)
         D, width = self.build_d()
         return (ConditionalGenerator(G, c, self.embed_dim),
                 ProjectionDiscriminator(D, c, width, spectral_norm=self.d_spectral_norm,

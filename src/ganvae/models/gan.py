@@ -24,6 +24,7 @@ from torch import nn
 from ..augment import ADA, behind, build_augment, check_augment
 from ..errors import GanvaeError
 from ..nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from ..nets.dcgan import UPSAMPLE
 from ..nets.pretrained import FeatureDiscriminator
 from ..objectives import GAN_OBJECTIVES
 from ..objectives.gan import r1_penalty
@@ -113,6 +114,8 @@ class DCGANConfig(GANConfig):
     d_width: int = 64         # D channels at its highest resolution; doubled per halving, up to max_width
     max_width: int = 512      # cap on channels in G and D
     g_norm: str = "batch"     # normalisation in G: batch, group, none
+    g_upsample: str = "transposed"  # how G doubles its resolution: transposed (4x4 stride-2 transposed convs, the
+                                    # paper's) or nearest / bilinear (resize, then a 3x3 conv: no checkerboard)
     d_norm: str = "batch"     # normalisation in D (not on its first layer): batch, group, layer, none
     d_mbstd: int = 0          # minibatch standard deviation before D's head over groups of this size (0: off)
     d_features: str = "pixels"  # what D sees: pixels (a DCGAN D) or effnet (a trainable MLP of width 4 * d_width on
@@ -126,6 +129,8 @@ class DCGANConfig(GANConfig):
         self.check_d()
 
     def check_d(self) -> None:
+        if self.g_upsample not in UPSAMPLE:
+            raise GanvaeError(f"model.g_upsample: expected one of {', '.join(UPSAMPLE)}, got {self.g_upsample!r}")
         if self.d_features not in D_FEATURES:
             raise GanvaeError(f"model.d_features: expected one of {', '.join(D_FEATURES)}, got {self.d_features!r}")
         if self.d_features == "effnet":
@@ -147,9 +152,13 @@ class DCGANConfig(GANConfig):
                                spectral_norm=self.d_spectral_norm, mbstd_group=self.d_mbstd)
         return D, D.head.in_channels
 
+    def build_g(self, latent_dim: int) -> nn.Module:
+        """G taking ``latent_dim`` inputs (the conditional models add their label embedding's size)."""
+        return DCGANGenerator(latent_dim, self.channels, self.image_size, self.g_width, self.max_width, self.g_norm,
+                              self.g_upsample)
+
     def build(self) -> tuple[nn.Module, nn.Module]:
-        G = DCGANGenerator(self.latent_dim, self.channels, self.image_size, self.g_width, self.max_width, self.g_norm)
-        return G, self.build_d()[0]
+        return self.build_g(self.latent_dim), self.build_d()[0]
 
 
 @dataclass

@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GanvaeError
-from ..nets import DCGANGenerator
 from ..nets.conditional import ConditionalGenerator, ProjectionDiscriminator
 from .. import rng
 from .base import Batch
@@ -67,8 +66,7 @@ class SCDCGANConfig(DCGANConfig):
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         k = self.clusters
-        G = DCGANGenerator(self.latent_dim + self.embed_dim, self.channels, self.image_size, self.g_width,
-                           self.max_width, self.g_norm)
+        G = self.build_g(self.latent_dim + self.embed_dim)
         D, width = self.build_d()
         return (ClusterGenerator(ConditionalGenerator(G, k, self.embed_dim), k),
                 ProjectionDiscriminator(D, k, width, spectral_norm=self.d_spectral_norm))

@@ -3,7 +3,10 @@
 Any square size ``base * 2**k`` with ``base`` in 3..7 and ``k >= 1`` works:
 8 (4*2), 16, 28 (7*4), 32, 48, 64 (4*16), 96, 128 ... The generator maps a latent
 code to a ``base x base`` feature map with a linear layer, then doubles the
-resolution ``k`` times with stride-2 transposed convolutions; the discriminator
+resolution ``k`` times: with stride-2 transposed convolutions (``upsample="transposed"``, the
+paper's), or by nearest or bilinear resizing followed by a 3x3 convolution (``"nearest"``,
+``"bilinear"``: the resize-convolution of Odena, Dumoulin & Olah 2016, which cannot leave the
+checkerboard that uneven overlap of transposed-convolution kernels leaves); the discriminator
 mirrors it with stride-2 convolutions and ends in one logit (no sigmoid).
 The discriminator can put spectral normalisation (Miyato et al. 2018) on every
 convolution (``spectral_norm=True``).
@@ -76,11 +79,23 @@ def apply_spectral_norm(module: nn.Module) -> nn.Module:
     return module
 
 
+UPSAMPLE = ("transposed", "nearest", "bilinear")  # how a DCGAN generator doubles its resolution
+
+
+def upsample_conv(c_in: int, c_out: int, mode: str, bias: bool) -> nn.Module:
+    """(B, c_in, H, W) -> (B, c_out, 2H, 2W): a stride-2 4x4 transposed conv, or a resize then a 3x3 conv."""
+    if mode == "transposed":
+        return nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)
+    if mode not in UPSAMPLE:
+        raise GanvaeError(f"upsample {mode!r}: expected one of {', '.join(UPSAMPLE)}")
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode=mode), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias))
+
+
 class DCGANGenerator(nn.Module):
     """z (B, latent_dim) -> image (B, C, H, W) in [-1, 1] (tanh)."""
 
     def __init__(self, latent_dim: int, channels: int, image_size: int, width: int = 64,
-                 max_width: int = 512, norm: str = "batch"):
+                 max_width: int = 512, norm: str = "batch", upsample: str = "transposed"):
         super().__init__()
         base, n_up = conv_plan(image_size)
         widths = _widths(width, n_up, max_width)  # widths[0] at base x base
@@ -90,11 +105,11 @@ class DCGANGenerator(nn.Module):
         layers: list[nn.Module] = []
         for i in range(n_up - 1):
             layers += [
-                nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1, bias=norm == "none"),
+                upsample_conv(widths[i], widths[i + 1], upsample, bias=norm == "none"),
                 _norm(norm, widths[i + 1]),
                 nn.ReLU(inplace=True),
             ]
-        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        layers += [upsample_conv(widths[-1], channels, upsample, bias=True), nn.Tanh()]
         self.body = nn.Sequential(*layers)
         self._c0 = widths[0]
         _dcgan_init(self)

@@ -288,9 +288,9 @@ def _white_box(model, ref, n_members: int, elbo_k: int, seed: int, fb: Feedback 
             e_n, iw_n = vae_scores(model, non_img, non_y, k=elbo_k, seed=seed, progress=bar)
         attacks["elbo"] = attack_result(
             "elbo", e_m, e_n, f"white-box: the per-example ELBO (mean over {elbo_k} posterior samples)", FPR)
-        attacks[f"iw_bound_k{elbo_k}"] = attack_result(
-            f"iw_bound_k{elbo_k}", iw_m, iw_n, f"white-box: the importance-weighted bound L_{elbo_k} (Burda et al. 2016)",
-            FPR)
+        iw_name = f"iw_bound_k{elbo_k}"
+        attacks[iw_name] = attack_result(
+            iw_name, iw_m, iw_n, f"white-box: the importance-weighted bound L_{elbo_k} (Burda et al. 2016)", FPR)
     return attacks, None
 
 

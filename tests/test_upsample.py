@@ -1,4 +1,5 @@
-"""model.g_upsample: the DCGAN-style generators' resize-convolution (nearest, bilinear) beside the transposed conv."""
+"""model.g_upsample (DCGAN-style generators) and model.upsample (conv VAE decoders): the resize-convolution
+(nearest, bilinear) beside the transposed conv."""
 
 from __future__ import annotations
 
@@ -47,11 +48,15 @@ def test_a_constant_map_stays_free_of_period_2_patterns_after_nearest_resizing()
     assert (y[0::2, 0::2] - y[1::2, 1::2]).abs().max() > 1e-3  # alternating sums of kernel taps
 
 
-@pytest.mark.parametrize("name", ("dcgan", "cdcgan", "sc-dcgan"))
+GENERATORS = {"dcgan": "g_upsample", "cdcgan": "g_upsample", "sc-dcgan": "g_upsample", "vae": "upsample",
+              "cvae": "upsample", "vamp-vae": "upsample", "vae-gan": "upsample"}
+
+
+@pytest.mark.parametrize("name", GENERATORS)
 @pytest.mark.parametrize("mode", MODES)
 def test_models_with_a_resize_generator_train_and_sample(name, mode):
-    m = tiny_model(name, image_size=16, channels=3, g_upsample=mode)
-    assert not any(isinstance(x, nn.ConvTranspose2d) for x in m.G.modules())
+    m = tiny_model(name, image_size=16, channels=3, **{GENERATORS[name]: mode})
+    assert not any(isinstance(x, nn.ConvTranspose2d) for x in m.modules())
     g = torch.Generator().manual_seed(0)
     x = torch.rand(16, 3, 16, 16, generator=g)
     assert_one_step_lowers_each_phase_loss(m, Batch(x, torch.arange(16) % 3))
@@ -61,6 +66,9 @@ def test_models_with_a_resize_generator_train_and_sample(name, mode):
 def test_bad_upsample_is_one_line_naming_the_option(tmp_path, capsys):
     with pytest.raises(GanvaeError, match="model.g_upsample: expected one of transposed, nearest, bilinear"):
         tiny_config("dcgan", g_upsample="bicubic").validate()
+    for name in ("vae", "vae-gan", "iwae"):
+        with pytest.raises(GanvaeError, match="model.upsample: expected one of transposed, nearest, bilinear"):
+            tiny_config(name, upsample="bicubic").validate()
     code = main(["train", "--model", "dcgan", "--data", "digits", "--steps", "1", "--out", str(tmp_path / "r"),
                  "--set", "model.g_upsample=cubic"])
     err = capsys.readouterr().err

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GanvaeError
-from ..nets import ConvDecoder, ConvEncoder
+from ..nets import ConvEncoder
 from ..nets.conditional import (ConditionalDecoder, ConditionalEncoder, ConditionalGenerator,
                                 ProjectionDiscriminator)
 from ..objectives import LIKELIHOODS
@@ -169,7 +169,7 @@ class CVAEConfig(ConvVAEConfig):
         c = _need_classes(self, "cvae")
         out = self.channels * LIKELIHOODS.get(self.likelihood).out_factor
         enc = ConvEncoder(self.channels + c, self.image_size, self.latent_dim, self.width, self.max_width)
-        dec = ConvDecoder(self.latent_dim + c, out, self.image_size, self.width, self.max_width)
+        dec = self.decoder(self.latent_dim + c, out)
         return ConditionalEncoder(enc, c), ConditionalDecoder(dec, c)
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from ..augment import ADA, behind, build_augment, check_augment
 from ..errors import GanvaeError
 from ..nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from ..nets.dcgan import UPSAMPLE
+from ..nets.dcgan import check_upsample
 from ..nets.pretrained import FeatureDiscriminator
 from ..objectives import GAN_OBJECTIVES
 from ..objectives.gan import r1_penalty
@@ -129,8 +129,7 @@ class DCGANConfig(GANConfig):
         self.check_d()
 
     def check_d(self) -> None:
-        if self.g_upsample not in UPSAMPLE:
-            raise GanvaeError(f"model.g_upsample: expected one of {', '.join(UPSAMPLE)}, got {self.g_upsample!r}")
+        check_upsample(self.g_upsample, "model.g_upsample")
         if self.d_features not in D_FEATURES:
             raise GanvaeError(f"model.d_features: expected one of {', '.join(D_FEATURES)}, got {self.d_features!r}")
         if self.d_features == "effnet":

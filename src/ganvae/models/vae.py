@@ -10,6 +10,7 @@ from torch import nn
 
 from ..errors import GanvaeError
 from ..nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from ..nets.dcgan import check_upsample
 from ..objectives import LIKELIHOODS, BetaELBO, BetaTCELBO, DiagonalGaussian
 from .base import Batch, GenerativeModel, ModelConfigBase, Phase, check_betas
 
@@ -44,11 +45,20 @@ class VAEConfig(ModelConfigBase):
 class ConvVAEConfig(VAEConfig):
     width: int = 32       # encoder channels at the highest resolution (doubled per halving); decoder mirrors
     max_width: int = 256  # cap on channels
+    upsample: str = "transposed"  # how the decoder doubles its resolution: transposed, nearest or bilinear
+                                  # (resize, then a 3x3 conv: no checkerboard)
+
+    def validate(self) -> None:
+        super().validate()
+        check_upsample(self.upsample, "model.upsample")
+
+    def decoder(self, latent_dim: int, out: int) -> nn.Module:
+        return ConvDecoder(latent_dim, out, self.image_size, self.width, self.max_width, self.upsample)
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         out = self.channels * LIKELIHOODS.get(self.likelihood).out_factor
         return (ConvEncoder(self.channels, self.image_size, self.latent_dim, self.width, self.max_width),
-                ConvDecoder(self.latent_dim, out, self.image_size, self.width, self.max_width))
+                self.decoder(self.latent_dim, out))
 
 
 @dataclass

@@ -35,6 +35,7 @@ from torch import nn
 from ..augment import behind, build_augment, check_augment
 from ..errors import GanvaeError
 from ..nets import ConvDecoder, ConvEncoder, DCGANDiscriminator
+from ..nets.dcgan import check_upsample
 from ..objectives.vae import Bernoulli, DiagonalGaussian
 from .base import Batch, GenerativeModel, ModelConfigBase, Phase, check_betas
 
@@ -45,6 +46,7 @@ class VAEGANConfig(ModelConfigBase):
     width: int = 32                   # encoder/decoder channels at the highest resolution (doubled per halving)
     d_width: int = 32                 # D channels at the highest resolution
     max_width: int = 256              # cap on channels
+    upsample: str = "transposed"      # how the decoder doubles its resolution: transposed, nearest or bilinear
     d_norm: str = "batch"             # normalisation in D: batch, group, layer, none
     beta: float = 1.0                 # weight of the KL term in E's loss
     gamma: float = 1.0                # G's weight on the feature-matching term against the GAN term (Larsen's gamma)
@@ -70,11 +72,13 @@ class VAEGANConfig(ModelConfigBase):
         if self.latent_dim < 1:
             raise GanvaeError(f"model.latent_dim: expected >= 1, got {self.latent_dim}")
         check_betas(self.betas, "model.betas")
+        check_upsample(self.upsample, "model.upsample")
         check_augment(self)
 
     def build(self) -> tuple[nn.Module, nn.Module, nn.Module]:
         return (ConvEncoder(self.channels, self.image_size, self.latent_dim, self.width, self.max_width),
-                ConvDecoder(self.latent_dim, self.channels, self.image_size, self.width, self.max_width),
+                ConvDecoder(self.latent_dim, self.channels, self.image_size, self.width, self.max_width,
+                            self.upsample),
                 DCGANDiscriminator(self.channels, self.image_size, self.d_width, self.max_width, self.d_norm))
 
 

@@ -82,12 +82,17 @@ def apply_spectral_norm(module: nn.Module) -> nn.Module:
 UPSAMPLE = ("transposed", "nearest", "bilinear")  # how a DCGAN generator doubles its resolution
 
 
+def check_upsample(mode: str, option: str) -> None:
+    """``mode`` is one of :data:`UPSAMPLE`, or a one-line error naming ``option``."""
+    if mode not in UPSAMPLE:
+        raise GanvaeError(f"{option}: expected one of {', '.join(UPSAMPLE)}, got {mode!r}")
+
+
 def upsample_conv(c_in: int, c_out: int, mode: str, bias: bool) -> nn.Module:
     """(B, c_in, H, W) -> (B, c_out, 2H, 2W): a stride-2 4x4 transposed conv, or a resize then a 3x3 conv."""
     if mode == "transposed":
         return nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)
-    if mode not in UPSAMPLE:
-        raise GanvaeError(f"upsample {mode!r}: expected one of {', '.join(UPSAMPLE)}")
+    check_upsample(mode, "upsample")
     return nn.Sequential(nn.Upsample(scale_factor=2, mode=mode), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias))
 
 

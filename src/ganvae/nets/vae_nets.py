@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from .dcgan import conv_plan
+from .dcgan import conv_plan, upsample_conv
 
 
 def _act() -> nn.Module:
@@ -44,7 +44,7 @@ class ConvDecoder(nn.Module):
     """z (B, latent_dim) -> likelihood parameters (B, out_channels, H, W)."""
 
     def __init__(self, latent_dim: int, out_channels: int, image_size: int, width: int = 32,
-                 max_width: int = 256):
+                 max_width: int = 256, upsample: str = "transposed"):
         super().__init__()
         base, n_up = conv_plan(image_size)
         widths = [min(width * 2 ** (n_up - 1 - i), max_width) for i in range(n_up)]
@@ -52,8 +52,8 @@ class ConvDecoder(nn.Module):
         self.fc = nn.Sequential(nn.Linear(latent_dim, widths[0] * base * base), _act())
         layers: list[nn.Module] = []
         for i in range(n_up - 1):
-            layers += [nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1), _act()]
-        layers += [nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1)]
+            layers += [upsample_conv(widths[i], widths[i + 1], upsample, bias=True), _act()]
+        layers += [upsample_conv(widths[-1], out_channels, upsample, bias=True)]
         self.body = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

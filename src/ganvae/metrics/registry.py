@@ -208,6 +208,7 @@ METRICS.add("spectrum", Metric(_spectrum, ("spectral_distance", "checkerboard"),
                                "rings (blur, artefacts), and the period-2 (checkerboard) power share over the "
                                "reference's"))
 
+
 def _codes_and_factors(x: EvalInputs, metric: str):
     from .mig import encode_means
     factors = x.opts.get("factors")

@@ -79,7 +79,7 @@ def apply_spectral_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-UPSAMPLE = ("transposed", "nearest", "bilinear")  # how a DCGAN generator doubles its resolution
+UPSAMPLE = ("transposed", "nearest", "bilinear")  # how a DCGAN G or a conv VAE decoder doubles its resolution
 
 
 def check_upsample(mode: str, option: str) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -175,11 +177,13 @@ def test_a_killed_prepare_leaves_no_cache_that_looks_complete(tmp_path):
 
 
 SLOW_BUILDER = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     import ganvae.data.cache_folder as cf
     real = cf.decode_file
-    def slow(path, size):
-        time.sleep(0.2)
+    hold = sys.argv[2] if len(sys.argv) > 2 else None
+    def slow(path, size):  # the first builder decodes nothing while the test holds it (no race with start-up)
+        while hold and os.path.exists(hold):
+            time.sleep(0.05)
         return real(path, size)
     cf.decode_file = slow
     from ganvae.data import DataConfig, load_data
@@ -191,20 +195,34 @@ SLOW_BUILDER = textwrap.dedent("""
 def test_a_second_process_waits_for_the_build_in_progress_and_reads_it(tmp_path):
     root = make_folder(tmp_path / "pics")
     env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src")}
-    first = subprocess.Popen([sys.executable, "-c", SLOW_BUILDER, str(root)], stdout=subprocess.PIPE,
+    hold = tmp_path / "hold"  # the first builder stays inside its build while this file exists
+    hold.touch()
+    first = subprocess.Popen([sys.executable, "-c", SLOW_BUILDER, str(root), str(hold)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env)
     data = tmp_path / "env-cache" / "data"
-    for _ in range(600):  # until the first holds the lock and is writing (12 images x 0.2 s to go)
+    for _ in range(2400):  # until the first holds the lock and is writing
         if first.poll() is not None or leftovers(data):
             break
         time.sleep(0.05)
     assert leftovers(data), "the first process never started its build"
-    second = subprocess.run([sys.executable, "-c", SLOW_BUILDER, str(root)], capture_output=True, text=True,
-                            env=env, timeout=120)
+    second = subprocess.Popen([sys.executable, "-c", SLOW_BUILDER, str(root)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in second.stderr], daemon=True).start()
+    said, deadline = [], time.monotonic() + 120
+    while time.monotonic() < deadline and not any("waiting for another process" in x for x in said):
+        try:
+            said.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            if second.poll() is not None:
+                break
+    hold.unlink()  # the first build may finish now; the second reads what it wrote
     out1, err1 = first.communicate(timeout=120)
-    assert first.returncode == 0 and second.returncode == 0, err1[-2000:] + second.stderr[-2000:]
-    assert out1.split() == ["written"] and second.stdout.split() == ["hit"]
-    assert "waiting for another process building the data cache" in second.stderr
+    out2 = second.stdout.read()
+    second.wait(timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, err1[-2000:] + "".join(said)[-2000:]
+    assert out1.split() == ["written"] and out2.split() == ["hit"]
+    assert any("waiting for another process building the data cache" in x for x in said)
     assert len(caches(tmp_path / "env-cache")) == 1 and not leftovers(data)
 
 

@@ -45,7 +45,8 @@ def test_eval_gives_the_same_scores(old_run):
     got = {r["metric"]: [r["value"], r["floor"], r["ceiling"]] for r in recs}
     assert set(got) == set(exp["eval"])
     for k, v in exp["eval"].items():
-        assert got[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
+        # rel 1e-6: the same computation on another CPU's kernels (AVX2 vs AVX-512 sums) moves FID by ~1e-9
+        assert got[k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
 
 
 def test_audit_gives_the_same_numbers(old_run):
